@@ -1,0 +1,9 @@
+"""Placeholder: ``bearbot train``, ``eval``, ``predict`` are filled in by the classifier issue."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the top-level app."""

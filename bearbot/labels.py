@@ -1,0 +1,47 @@
+"""The label set. Labels are data (settings, dataset rows, the model's own list), not code."""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_LABELS: tuple[str, ...] = ("grizzly", "black", "teddy")
+
+_LABEL_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+class UnknownLabelError(ValueError):
+    """A label outside the current label set."""
+
+    def __init__(self, label: str, valid: tuple[str, ...]) -> None:
+        super().__init__(f"unknown label {label!r}; valid labels: {', '.join(valid)}")
+        self.label = label
+        self.valid = valid
+
+
+def normalize_label(label: str) -> str:
+    """Lower-case and strip a user-typed label (``" Grizzly "`` → ``"grizzly"``)."""
+    return label.strip().lower()
+
+
+def check_label(label: str, valid: tuple[str, ...]) -> str:
+    """Return the normalised label or raise :class:`UnknownLabelError`."""
+    norm = normalize_label(label)
+    if norm not in valid:
+        raise UnknownLabelError(norm, valid)
+    return norm
+
+
+def parse_labels(text: str) -> tuple[str, ...]:
+    """Parse ``"grizzly,black,teddy"`` into a validated, de-duplicated tuple (order kept)."""
+    labels: list[str] = []
+    for part in text.split(","):
+        norm = normalize_label(part)
+        if not norm:
+            continue
+        if not _LABEL_RE.match(norm):
+            raise ValueError(f"label {norm!r} must be lower-case letters, digits, '-' or '_' (max 32)")
+        if norm not in labels:
+            labels.append(norm)
+    if len(labels) < 2:
+        raise ValueError("need at least two comma-separated labels")
+    return tuple(labels)

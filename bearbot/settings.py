@@ -1,0 +1,154 @@
+"""One settings object, read from the environment and ``.env``.
+
+Every field is documented in ``.env.example``. Names that outside tools rely on
+(``TELEGRAM_BOT_TOKEN``, ``TELEGRAM_API_URL``, ``BEARBOT_*``) are fixed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bearbot.labels import DEFAULT_LABELS, parse_labels
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message is one line that names it."""
+
+
+def _env(name: str) -> AliasChoices:
+    # Accept the exact environment name only (case-insensitive on read), so the error names it too.
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """All configuration. Construct with :func:`load_settings` to get one-line errors."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # --- Telegram -------------------------------------------------------------------------
+    telegram_bot_token: SecretStr | None = Field(None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
+    telegram_api_url: str = Field("https://api.telegram.org", validation_alias=_env("TELEGRAM_API_URL"))
+    admin_ids: Annotated[frozenset[int], NoDecode] = Field(
+        frozenset(), validation_alias=_env("BEARBOT_ADMIN_IDS")
+    )
+    webhook_url: str | None = Field(None, validation_alias=_env("BEARBOT_WEBHOOK_URL"))
+    webhook_listen: str = Field("0.0.0.0", validation_alias=_env("BEARBOT_WEBHOOK_LISTEN"))
+    webhook_port: int = Field(8443, ge=1, le=65535, validation_alias=_env("BEARBOT_WEBHOOK_PORT"))
+    webhook_secret: SecretStr | None = Field(None, validation_alias=_env("BEARBOT_WEBHOOK_SECRET"))
+    concurrent_updates: int = Field(32, ge=1, validation_alias=_env("BEARBOT_CONCURRENT_UPDATES"))
+    photos_per_minute: int = Field(20, ge=1, validation_alias=_env("BEARBOT_PHOTOS_PER_MINUTE"))
+    corrections_per_minute: int = Field(10, ge=1, validation_alias=_env("BEARBOT_CORRECTIONS_PER_MINUTE"))
+    # Telegram's cloud Bot API serves getFile downloads up to 20 MB; a self-hosted server lifts it.
+    max_download_bytes: int = Field(20 * 1024 * 1024, ge=1, validation_alias=_env("BEARBOT_MAX_DOWNLOAD_BYTES"))
+
+    # --- Storage ----------------------------------------------------------------------------
+    data_dir: Path = Field(Path("./var"), validation_alias=_env("BEARBOT_DATA_DIR"))
+    database_url: str | None = Field(None, validation_alias=_env("BEARBOT_DATABASE_URL"))
+
+    # --- Images -----------------------------------------------------------------------------
+    max_image_pixels: int = Field(40_000_000, ge=1, validation_alias=_env("BEARBOT_MAX_IMAGE_PIXELS"))
+
+    # --- Model and training -----------------------------------------------------------------
+    labels: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_LABELS, validation_alias=_env("BEARBOT_LABELS"))
+    arch: str = Field("efficientnet_lite0", validation_alias=_env("BEARBOT_ARCH"))
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", validation_alias=_env("BEARBOT_DEVICE"))
+    bear_threshold: float = Field(0.5, ge=0.0, le=1.0, validation_alias=_env("BEARBOT_BEAR_THRESHOLD"))
+    train_epochs: int | None = Field(None, ge=1, validation_alias=_env("BEARBOT_TRAIN_EPOCHS"))
+    train_batch_size: int | None = Field(None, ge=1, validation_alias=_env("BEARBOT_TRAIN_BATCH_SIZE"))
+    train_image_size: int = Field(224, ge=32, validation_alias=_env("BEARBOT_TRAIN_IMAGE_SIZE"))
+    golden_fraction: float = Field(0.2, gt=0.0, lt=1.0, validation_alias=_env("BEARBOT_GOLDEN_FRACTION"))
+    promote_tolerance: float = Field(0.0, ge=0.0, le=1.0, validation_alias=_env("BEARBOT_PROMOTE_TOLERANCE"))
+
+    # --- Learning loop ----------------------------------------------------------------------
+    retrain_interval_hours: float = Field(24.0, ge=0.0, validation_alias=_env("BEARBOT_RETRAIN_INTERVAL_HOURS"))
+    retrain_cron: str | None = Field(None, validation_alias=_env("BEARBOT_RETRAIN_CRON"))
+    retrain_min_corrections: int = Field(20, ge=1, validation_alias=_env("BEARBOT_RETRAIN_MIN_CORRECTIONS"))
+    corrections_to_accept: int = Field(2, ge=1, validation_alias=_env("BEARBOT_CORRECTIONS_TO_ACCEPT"))
+    model_poll_seconds: float = Field(5.0, gt=0.0, validation_alias=_env("BEARBOT_MODEL_POLL_SECONDS"))
+
+    # --- Dataset search ---------------------------------------------------------------------
+    search_query_template: str = Field("{label} bear", validation_alias=_env("BEARBOT_SEARCH_QUERY_TEMPLATE"))
+    search_per_label: int = Field(150, ge=1, validation_alias=_env("BEARBOT_SEARCH_PER_LABEL"))
+
+    log_level: str = Field("INFO", validation_alias=_env("BEARBOT_LOG_LEVEL"))
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            try:
+                return frozenset(int(p) for p in parts)
+            except ValueError:
+                raise ValueError("expected comma-separated numeric Telegram user ids, e.g. 12345,67890") from None
+        return value
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _split_labels(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_labels(value)
+        return value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.data_dir / 'bearbot.db'}"
+        return self
+
+    # --- Derived paths ----------------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        """The database URL (always set after validation)."""
+        assert self.database_url is not None
+        return self.database_url
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def token(self) -> str | None:
+        return self.telegram_bot_token.get_secret_value() if self.telegram_bot_token else None
+
+
+def _env_name(field: str) -> str:
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return field.upper()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from env and ``.env``; raise :class:`SettingsError` with one line on a bad value."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err["loc"][0] if err["loc"] else "?"
+        name = _env_name(str(loc)) if str(loc) in Settings.model_fields else str(loc)
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) or value is None else f" (got {str(value)[:60]!r})"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"Bad setting {name}{shown}: {message}") from None

@@ -1,0 +1,96 @@
+"""Content-addressed image store: bytes on disk under ``images/ab/abcdef….ext``, one row per sha256."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from bearbot.imaging import DEFAULT_MAX_PIXELS, inspect_image, sha256_hex
+from storage.models import Image, Origin
+
+_EXT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename.
+
+    A crash before the rename leaves only a ``.tmp-*`` file, never a half-written ``path``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ImageStore:
+    """Stores verified image bytes once; rows in ``images`` point at the files."""
+
+    def __init__(self, root: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.root = root
+        self.max_pixels = max_pixels
+
+    def path_of(self, image: Image) -> Path:
+        """Absolute path of an image's bytes."""
+        return self.root / image.path
+
+    def read(self, image: Image) -> bytes:
+        return self.path_of(image).read_bytes()
+
+    def find(self, session: Session, *, sha256: str) -> Image | None:
+        return session.scalar(select(Image).where(Image.sha256 == sha256))
+
+    def put(
+        self, session: Session, *, data: bytes, origin: Origin, source_url: str | None = None
+    ) -> tuple[Image, bool]:
+        """Verify and store ``data``; return ``(row, created)``. Same bytes → same row and file.
+
+        Raises :class:`bearbot.imaging.ImageError` for anything that is not a readable image.
+        The file is written (atomically) before the row is flushed, so a row never points at
+        a missing or partial file; a crash in between leaves at most an orphan file that the
+        next ``put`` of the same bytes reuses.
+        """
+        digest = sha256_hex(data)
+        existing = self.find(session, sha256=digest)
+        if existing is not None:
+            if not self.path_of(existing).exists():  # repaired if the file was lost
+                write_atomic(self.path_of(existing), data)
+            return existing, False
+        info = inspect_image(data, max_pixels=self.max_pixels)
+        rel = f"{digest[:2]}/{digest}.{_EXT.get(info.format, 'bin')}"
+        target = self.root / rel
+        if not target.exists():
+            write_atomic(target, data)
+        row = Image(
+            sha256=digest,
+            path=rel,
+            size_bytes=info.size_bytes,
+            width=info.width,
+            height=info.height,
+            format=info.format,
+            phash=info.phash,
+            origin=origin,
+            source_url=source_url,
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+                session.flush()
+        except IntegrityError:
+            # Another session stored the same bytes concurrently: use its row.
+            again = self.find(session, sha256=digest)
+            if again is None:
+                raise
+            return again, False
+        return row, True

@@ -1,0 +1,225 @@
+"""SQLAlchemy 2.0 typed models. The schema is created only by Alembic migrations."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Explicit constraint names so migrations behave the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (stored as naive UTC by SQLite)."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    ADMIN = "admin"
+
+
+class Origin(enum.StrEnum):
+    UPLOAD = "upload"
+    SEARCH = "search"
+    IMPORT = "import"
+
+
+class CorrectionStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Split(enum.StrEnum):
+    TRAIN = "train"
+    VALID = "valid"
+    GOLDEN = "golden"
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class Trigger(enum.StrEnum):
+    SCHEDULE = "schedule"
+    CORRECTIONS = "corrections"
+    ADMIN = "admin"
+    CLI = "cli"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    # VARCHAR + CHECK on every backend (no native PG enum types to migrate by hand).
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    telegram_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"), default=Role.USER)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Image(Base):
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(String(512))  # relative to the data dir's images/
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    format: Mapped[str] = mapped_column(String(16))
+    phash: Mapped[str] = mapped_column(String(16), index=True)
+    origin: Mapped[Origin] = mapped_column(_enum(Origin, "origin"))
+    source_url: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        # At most one active version, enforced by the database on both backends.
+        Index(
+            "uq_model_versions_one_active",
+            "is_active",
+            unique=True,
+            sqlite_where=text("is_active = 1"),
+            postgresql_where=text("is_active"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    artifact_path: Mapped[str | None] = mapped_column(String(512), default=None)  # None: built-in v0
+    sha256: Mapped[str] = mapped_column(String(64))
+    arch: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[list[str]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[int | None] = mapped_column(BigInteger, default=None)  # the user's photo message
+    reply_message_id: Mapped[int | None] = mapped_column(BigInteger, default=None)  # the bot's answer
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), default=None)
+    label: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[float] = mapped_column(Float)
+    probabilities: Mapped[dict[str, Any]] = mapped_column(JSON)
+    is_bear: Mapped[bool] = mapped_column(Boolean, default=True)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    image: Mapped[Image] = relationship()
+
+    __table_args__ = (
+        Index("ix_predictions_chat_reply", "chat_id", "reply_message_id"),
+        Index("ix_predictions_chat_message", "chat_id", "message_id"),
+    )
+
+
+class Correction(Base):
+    __tablename__ = "corrections"
+    # A user correcting the same image again updates their correction.
+    __table_args__ = (UniqueConstraint("image_id", "user_id", name="uq_corrections_image_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id"), default=None)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    label: Mapped[str] = mapped_column(String(32))
+    status: Mapped[CorrectionStatus] = mapped_column(
+        _enum(CorrectionStatus, "correction_status"), default=CorrectionStatus.PENDING, index=True
+    )
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DatasetItem(Base):
+    __tablename__ = "dataset_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), unique=True)
+    label: Mapped[str] = mapped_column(String(32), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # search / import / correction
+    split: Mapped[Split] = mapped_column(_enum(Split, "split"), index=True)
+    correction_id: Mapped[int | None] = mapped_column(ForeignKey("corrections.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    image: Mapped[Image] = relationship()
+
+
+class TrainingRun(Base):
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trigger: Mapped[Trigger] = mapped_column(_enum(Trigger, "trigger"))
+    status: Mapped[RunStatus] = mapped_column(_enum(RunStatus, "run_status"), default=RunStatus.QUEUED, index=True)
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    requested_chat_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    n_train: Mapped[int | None] = mapped_column(Integer, default=None)
+    n_valid: Mapped[int | None] = mapped_column(Integer, default=None)
+    n_golden: Mapped[int | None] = mapped_column(Integer, default=None)
+    n_corrections: Mapped[int | None] = mapped_column(Integer, default=None)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    worker: Mapped[str | None] = mapped_column(String(128), default=None)  # host:pid running it
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), default=None)
+    notified: Mapped[bool] = mapped_column(Boolean, default=False)

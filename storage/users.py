@@ -1,0 +1,30 @@
+"""Users: created on first contact, admins marked from settings."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.models import Role, User
+
+
+def upsert_user(session: Session, *, telegram_id: int, display_name: str, is_admin: bool) -> User:
+    """Return the user row for ``telegram_id``, creating it or refreshing name and role."""
+    user = session.scalar(select(User).where(User.telegram_id == telegram_id))
+    role = Role.ADMIN if is_admin else Role.USER
+    if user is None:
+        user = User(telegram_id=telegram_id, display_name=display_name[:256], role=role)
+        session.add(user)
+        session.flush()
+    else:
+        user.display_name = display_name[:256] or user.display_name
+        user.role = role
+    return user
+
+
+def get_user(session: Session, *, telegram_id: int) -> User | None:
+    return session.scalar(select(User).where(User.telegram_id == telegram_id))
+
+
+def admins(session: Session) -> list[User]:
+    return list(session.scalars(select(User).where(User.role == Role.ADMIN)))
