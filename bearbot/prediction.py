@@ -1,0 +1,30 @@
+"""The serving contract: what a classifier returns and the interface the bot calls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One answer for one image."""
+
+    label: str  # the most likely label of the model's label set
+    confidence: float  # probability of ``label``, 0..1
+    probabilities: dict[str, float]  # every label → probability (sums to 1)
+    is_bear: bool  # False: "I don't see a bear" (decided from the backbone's ImageNet view)
+    model_version: int | None  # model_versions.id that produced it
+    latency_ms: float = 0.0
+    bear_score: float = field(default=1.0)  # ImageNet bear-class probability mass behind ``is_bear``
+
+
+class Classifier(Protocol):
+    """Thread-safe image classifier; ``predict`` is called from worker threads."""
+
+    labels: tuple[str, ...]
+    version_id: int | None
+
+    def predict(self, data: bytes) -> Prediction:
+        """Classify encoded image bytes; raises ``bearbot.imaging.ImageError`` for bad input."""
+        ...
