@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     retrain_min_corrections: int = Field(20, ge=1, validation_alias=_env("BEARBOT_RETRAIN_MIN_CORRECTIONS"))
     corrections_to_accept: int = Field(2, ge=1, validation_alias=_env("BEARBOT_CORRECTIONS_TO_ACCEPT"))
     model_poll_seconds: float = Field(5.0, gt=0.0, validation_alias=_env("BEARBOT_MODEL_POLL_SECONDS"))
+    # local: the bot starts a trainer process for queued runs; external: a `bearbot worker` elsewhere does.
+    trainer_mode: Literal["local", "external"] = Field("local", validation_alias=_env("BEARBOT_TRAINER_MODE"))
+    # A run still "running" this long after it started on another host is presumed dead.
+    run_stale_hours: float = Field(6.0, gt=0.0, validation_alias=_env("BEARBOT_RUN_STALE_HOURS"))
 
     # --- Dataset search ---------------------------------------------------------------------
     search_query_template: str = Field("{label} bear", validation_alias=_env("BEARBOT_SEARCH_QUERY_TEMPLATE"))
