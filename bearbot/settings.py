@@ -100,6 +100,16 @@ class Settings(BaseSettings):
             return parse_labels(value)
         return value
 
+    @field_validator("retrain_cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from apscheduler.triggers.cron import CronTrigger
+
+        CronTrigger.from_crontab(value)  # raises ValueError with the reason
+        return value
+
     @field_validator("telegram_api_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -135,6 +145,21 @@ class Settings(BaseSettings):
     @property
     def token(self) -> str | None:
         return self.telegram_bot_token.get_secret_value() if self.telegram_bot_token else None
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """Every set field as environment variables, so a child process sees the same settings."""
+    env: dict[str, str] = {}
+    for field in Settings.model_fields:
+        value = getattr(settings, field)
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, frozenset | tuple | list):
+            value = ",".join(str(v) for v in sorted(value)) if isinstance(value, frozenset) else ",".join(value)
+        env[_env_name(field)] = str(value)
+    return env
 
 
 def _env_name(field: str) -> str:

@@ -1,0 +1,213 @@
+"""The bot's side of the learning loop: request runs, start the trainer process, report outcomes.
+
+Training never runs in the bot's process. A request becomes a ``training_runs`` row; a
+dispatch job starts ``bearbot worker --once`` as a child process when a run is queued (in
+``local`` trainer mode), and a watch job tells the admin who asked — or every admin, for
+scheduled runs — how it ended. Several bot replicas sharing a database notify only once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import update
+from telegram.error import TelegramError
+from telegram.ext import Application, ContextTypes
+
+from bearbot.settings import Settings, settings_to_env
+from storage import runs, snapshot
+from storage.models import RunStatus, TrainingRun, Trigger
+from storage.store import Storage
+
+log = logging.getLogger(__name__)
+
+DISPATCH_SECONDS = 3.0
+CORRECTIONS_CHECK_SECONDS = 60.0
+
+
+class HasStorage(Protocol):
+    settings: Settings
+    storage: Storage
+
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    """What happened to a retrain request; ``message`` is what to tell the person who asked."""
+
+    run_id: int | None
+    joined: bool
+    message: str
+
+
+@dataclass
+class LearningState:
+    """The trainer child process this bot started, if any."""
+
+    process: subprocess.Popen[bytes] | None = None
+    log_files: list[Any] = field(default_factory=list)
+
+
+def _queue(storage: Storage, trigger: Trigger, user_id: int | None, chat_id: int | None) -> RetrainRequest:
+    with storage.session() as session:
+        reason = snapshot.dataset_ready(session)
+        if reason is not None:
+            return RetrainRequest(run_id=None, joined=False, message=reason)
+        run, joined = runs.queue_run(session, trigger=trigger, requested_by=user_id, chat_id=chat_id)
+        if joined:
+            return RetrainRequest(
+                run_id=run.id, joined=True,
+                message=f"Training run #{run.id} is already {run.status.value}; you will hear when it ends.",
+            )
+        waiting = len(snapshot.corrections_waiting(session))
+        return RetrainRequest(
+            run_id=run.id, joined=False,
+            message=f"Queued training run #{run.id} ({waiting} new corrections to learn). "
+            "I will report the outcome here.",
+        )
+
+
+async def request_retrain(
+    services: HasStorage, *, trigger: Trigger, user_id: int | None, chat_id: int | None
+) -> RetrainRequest:
+    """Queue a training run (or join the active one); never blocks the event loop."""
+    return await asyncio.to_thread(_queue, services.storage, trigger, user_id, chat_id)
+
+
+def describe_run(run: TrainingRun) -> str:
+    """One paragraph on how a run ended, with its figures."""
+    m = run.metrics or {}
+    cand, cur = m.get("candidate_error"), m.get("current_error")
+    figures = ""
+    if cand is not None and cur is not None:
+        figures = f" Golden-set error: candidate {cand:.1%} vs serving {cur:.1%}."
+    counts = f" Trained on {run.n_train or 0} images ({run.n_corrections or 0} from corrections)."
+    took = ""
+    if run.started_at and run.finished_at:
+        took = f" Took {(run.finished_at - run.started_at).total_seconds():.0f} s."
+    if run.status == RunStatus.SUCCEEDED:
+        return f"Training run #{run.id} succeeded: model v{run.model_version_id} is now serving.{figures}{counts}{took}"
+    if run.status == RunStatus.REJECTED:
+        return f"Training run #{run.id} finished but the candidate was not promoted (worse on the golden set).{figures}{counts}{took}"
+    return f"Training run #{run.id} failed: {(run.error or 'unknown error').splitlines()[-1][:300]} The current model keeps serving."
+
+
+def _claim_notifications(storage: Storage) -> list[tuple[TrainingRun, str]]:
+    """Finished, un-notified runs this process won the right to announce (atomic per run)."""
+    claimed: list[tuple[TrainingRun, str]] = []
+    with storage.session() as session:
+        for run in runs.unnotified_finished(session):
+            won = session.execute(
+                update(TrainingRun).where(TrainingRun.id == run.id, TrainingRun.notified.is_(False)).values(notified=True)
+            )
+            if won.rowcount == 1:  # type: ignore[attr-defined]
+                claimed.append((run, describe_run(run)))
+    return claimed
+
+
+def _start_trainer(settings: Settings, state: LearningState) -> None:
+    """Start ``bearbot worker --once`` as a separate process with the bot's settings."""
+    settings.runs_dir.mkdir(parents=True, exist_ok=True)
+    log_file = open(settings.runs_dir / "trainer.log", "ab")  # noqa: SIM115 - lives as long as the child
+    env = {**os.environ, **settings_to_env(settings)}
+    state.process = subprocess.Popen(
+        [sys.executable, "-m", "bearbot", "worker", "--once"],
+        stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        start_new_session=True,  # a signal to the bot does not kill a run halfway, and vice versa
+    )
+    state.log_files.append(log_file)
+    log.info("started trainer process pid=%s", state.process.pid)
+
+
+def _needs_trainer(storage: Storage) -> bool:
+    with storage.session() as session:
+        active = runs.active_run(session)
+        return active is not None and active.status == RunStatus.QUEUED
+
+
+async def _dispatch(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Start a trainer for queued runs (local mode) and announce finished runs."""
+    services: HasStorage = context.application.bot_data["services"]
+    state: LearningState = context.application.bot_data["learning"]
+    settings = services.settings
+    if state.process is not None and state.process.poll() is not None:
+        log.info("trainer process exited with %s", state.process.returncode)
+        state.process = None
+        for fh in state.log_files:
+            fh.close()
+        state.log_files.clear()
+    if settings.trainer_mode == "local" and state.process is None:
+        if await asyncio.to_thread(_needs_trainer, services.storage):
+            _start_trainer(settings, state)
+    for run, text in await asyncio.to_thread(_claim_notifications, services.storage):
+        chats = {run.requested_chat_id} if run.requested_chat_id else set(settings.admin_ids)
+        for chat_id in chats:
+            try:
+                await context.bot.send_message(chat_id=chat_id, text=text)
+            except TelegramError as exc:
+                log.warning("could not tell chat %s about run #%s: %s", chat_id, run.id, exc)
+
+
+async def _scheduled(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """The periodic retrain (interval or cron)."""
+    services: HasStorage = context.application.bot_data["services"]
+    result = await request_retrain(services, trigger=Trigger.SCHEDULE, user_id=None, chat_id=None)
+    log.info("scheduled retrain: %s", result.message)
+
+
+async def _corrections_check(context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Queue a run once enough accepted corrections wait to be learned."""
+    services: HasStorage = context.application.bot_data["services"]
+
+    def waiting() -> int:
+        with services.storage.session() as session:
+            return len(snapshot.corrections_waiting(session))
+
+    if await asyncio.to_thread(waiting) >= services.settings.retrain_min_corrections:
+        result = await request_retrain(services, trigger=Trigger.CORRECTIONS, user_id=None, chat_id=None)
+        log.info("corrections trigger: %s", result.message)
+
+
+def _recover(services: HasStorage) -> None:
+    with services.storage.session() as session:
+        for run in runs.recover_stale_runs(
+            session, stale_after=timedelta(hours=services.settings.run_stale_hours)
+        ):
+            log.warning("training run #%s was left running by a dead process; marked failed", run.id)
+
+
+def install_learning(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Recover dead runs and add the learning jobs. Needs ``bot_data['services']`` and a JobQueue."""
+    services: HasStorage = application.bot_data["services"]
+    settings = services.settings
+    application.bot_data["learning"] = LearningState()
+    _recover(services)
+    jobs = application.job_queue
+    if jobs is None:
+        raise RuntimeError("python-telegram-bot was installed without the job-queue extra")
+    jobs.run_repeating(_dispatch, interval=DISPATCH_SECONDS, first=1.0, name="learning-dispatch")
+    jobs.run_repeating(_corrections_check, interval=CORRECTIONS_CHECK_SECONDS, first=10.0, name="corrections-check")
+    if settings.retrain_cron:
+        from apscheduler.triggers.cron import CronTrigger
+
+        jobs.run_custom(
+            _scheduled, job_kwargs={"trigger": CronTrigger.from_crontab(settings.retrain_cron)}, name="retrain-cron"
+        )
+    elif settings.retrain_interval_hours > 0:
+        seconds = settings.retrain_interval_hours * 3600
+        jobs.run_repeating(_scheduled, interval=seconds, first=seconds, name="retrain-interval")
+
+
+def stop_trainer(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    """Leave a running trainer alone (it finishes and records its run) but close our log handles."""
+    state: LearningState | None = application.bot_data.get("learning")
+    if state is not None:
+        for fh in state.log_files:
+            fh.close()
+        state.log_files.clear()

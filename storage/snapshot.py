@@ -1,0 +1,39 @@
+"""Queries the learning loop needs: what is waiting to be learned, and whether a dataset exists."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.models import Correction, CorrectionStatus, DatasetItem, Split
+
+
+def corrections_waiting(session: Session) -> list[Correction]:
+    """Accepted corrections not yet merged into the dataset (oldest first)."""
+    merged = select(DatasetItem.correction_id).where(DatasetItem.correction_id.is_not(None))
+    return list(
+        session.scalars(
+            select(Correction)
+            .where(Correction.status == CorrectionStatus.ACCEPTED, Correction.id.not_in(merged))
+            .order_by(Correction.id)
+        )
+    )
+
+
+def split_counts(session: Session) -> dict[Split, int]:
+    """Dataset items per split (0 for empty splits)."""
+    rows = session.execute(select(DatasetItem.split, func.count(DatasetItem.id)).group_by(DatasetItem.split))
+    counts = {split: 0 for split in Split}
+    counts.update({Split(split): n for split, n in rows})
+    return counts
+
+
+def dataset_ready(session: Session) -> str | None:
+    """None when a training run can start; otherwise the reason, phrased for an admin."""
+    counts = split_counts(session)
+    if counts[Split.GOLDEN] == 0 or counts[Split.TRAIN] + len(corrections_waiting(session)) < 2:
+        return (
+            "There is no dataset to train on yet. Build one with `bearbot dataset build` "
+            "(web image search) or `bearbot dataset import DIR` (one sub-folder per label), then /retrain."
+        )
+    return None
