@@ -150,3 +150,21 @@ def unnotified_finished(session: Session) -> list[TrainingRun]:
 
 def mark_notified(session: Session, *, run_id: int) -> None:
     session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(notified=True))
+
+
+def describe_run(run: TrainingRun) -> str:
+    """One paragraph on how a run ended, with its figures."""
+    m = run.metrics or {}
+    cand, cur = m.get("candidate_error"), m.get("current_error")
+    figures = ""
+    if cand is not None and cur is not None:
+        figures = f" Golden-set error: candidate {cand:.1%} vs serving {cur:.1%}."
+    counts = f" Trained on {run.n_train or 0} images ({run.n_corrections or 0} from corrections)."
+    took = ""
+    if run.started_at and run.finished_at:
+        took = f" Took {(run.finished_at - run.started_at).total_seconds():.0f} s."
+    if run.status == RunStatus.SUCCEEDED:
+        return f"Training run #{run.id} succeeded: model v{run.model_version_id} is now serving.{figures}{counts}{took}"
+    if run.status == RunStatus.REJECTED:
+        return f"Training run #{run.id} finished but the candidate was not promoted (worse on the golden set).{figures}{counts}{took}"
+    return f"Training run #{run.id} failed: {(run.error or 'unknown error').splitlines()[-1][:300]} The current model keeps serving."

@@ -9,12 +9,20 @@ from storage.models import Correction, CorrectionStatus, DatasetItem, Split
 
 
 def corrections_waiting(session: Session) -> list[Correction]:
-    """Accepted corrections not yet merged into the dataset (oldest first)."""
+    """Accepted corrections not yet merged into the dataset (oldest first).
+
+    Corrections of golden images never train (the golden split is fixed), so they never wait.
+    """
     merged = select(DatasetItem.correction_id).where(DatasetItem.correction_id.is_not(None))
+    golden = select(DatasetItem.image_id).where(DatasetItem.split == Split.GOLDEN)
     return list(
         session.scalars(
             select(Correction)
-            .where(Correction.status == CorrectionStatus.ACCEPTED, Correction.id.not_in(merged))
+            .where(
+                Correction.status == CorrectionStatus.ACCEPTED,
+                Correction.id.not_in(merged),
+                Correction.image_id.not_in(golden),
+            )
             .order_by(Correction.id)
         )
     )
