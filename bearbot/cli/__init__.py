@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from bearbot.cli import bot_cmds, dataset_cmds, db_cmds, model_cmds, train_cmds
+from bearbot.cli import bot_cmds, dataset_cmds, db_cmds, model_cmds, train_cmds, worker_cmds
 
 app = typer.Typer(
     name="bearbot",
@@ -22,6 +22,7 @@ app.add_typer(dataset_cmds.app, name="dataset", help="Build, import and inspect 
 app.add_typer(model_cmds.app, name="models", help="List, activate and roll back model versions.")
 train_cmds.register(app)
 bot_cmds.register(app)
+worker_cmds.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,202 @@
+"""One training run, exactly as every trigger runs it: snapshot → train → evaluate → gate → publish.
+
+The database is the coordinator: the run is a ``training_runs`` row that this process claimed,
+the outcome is written back to it, and a promoted model becomes the active ``model_versions``
+row that serving processes notice and hot-swap. Any exception marks the run failed and leaves
+the serving model untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from bearbot.settings import Settings
+from storage import dataset, model_versions, runs, snapshot
+from storage.models import Image, RunStatus, Split, TrainingRun, Trigger
+from storage.store import Storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The dataset as one run sees it (after merging accepted corrections)."""
+
+    train: list[dataset.DatasetEntry]
+    valid: list[dataset.DatasetEntry]
+    golden: list[dataset.DatasetEntry]
+    labels: tuple[str, ...]
+    merged_corrections: int
+
+
+def take_snapshot(storage: Storage) -> Snapshot:
+    """Merge accepted corrections into the dataset, then list every split."""
+    with storage.session() as session:
+        index = dataset.PhashIndex.load(session)
+        merged = 0
+        for correction in snapshot.corrections_waiting(session):
+            image = session.get_one(Image, correction.image_id)
+            result = dataset.add_correction_item(
+                session, image=image, label=correction.label, correction_id=correction.id, index=index
+            )
+            merged += result.outcome is not dataset.Outcome.REFUSED_GOLDEN
+        labels = dataset.dataset_labels(session)
+        items = dataset.list_items(session, images=storage.images)
+    by_split = {split: [i for i in items if i.split is split] for split in Split}
+    return Snapshot(
+        train=by_split[Split.TRAIN],
+        valid=by_split[Split.VALID],
+        golden=by_split[Split.GOLDEN],
+        labels=labels,
+        merged_corrections=merged,
+    )
+
+
+def _load_serving(storage: Storage, settings: Settings):  # noqa: ANN202 - TorchClassifier, lazily imported
+    from bearbot.backbone import weights_sha256
+    from bearbot.inference import load_version
+
+    with storage.session() as session:
+        active = model_versions.get_active(session)
+        if active is None:
+            active = model_versions.ensure_builtin_version(
+                session, sha256=weights_sha256(), arch=settings.arch, labels=list(settings.labels)
+            )
+        return load_version(active, models_dir=settings.models_dir, bear_threshold=settings.bear_threshold)
+
+
+def execute_run(storage: Storage, *, run_id: int) -> TrainingRun:
+    """Execute a run this process has claimed (status ``running``) and record its outcome."""
+    settings = storage.settings
+    work_dir = settings.runs_dir / f"run-{run_id}"
+    started = time.perf_counter()
+    try:
+        outcome = _train_and_gate(storage, settings, run_id=run_id, work_dir=work_dir)
+    except Exception as exc:  # noqa: BLE001 - any failure must be recorded, the bot keeps serving
+        log.exception("training run #%s failed", run_id)
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        with storage.session() as session:
+            return runs.finish_run(
+                session, run_id=run_id, status=RunStatus.FAILED,
+                error=f"{detail}\n{traceback.format_exc()[-4000:]}",
+                metrics={"seconds": round(time.perf_counter() - started, 1)},
+            )
+    log.info("training run #%s: %s in %.0f s", run_id, outcome.status.value, time.perf_counter() - started)
+    return outcome
+
+
+def _train_and_gate(storage: Storage, settings: Settings, *, run_id: int, work_dir: Path) -> TrainingRun:
+    from bearbot.artifact import publish
+    from trainer.evaluate import evaluate_classifier
+    from trainer.train import train_candidate
+
+    started = time.perf_counter()
+    snap = take_snapshot(storage)
+    if not snap.golden or not snap.train:
+        raise RuntimeError("the dataset has no golden or no training images; build or import one first")
+    serving = _load_serving(storage, settings)
+    result = train_candidate(
+        train_items=snap.train, valid_items=snap.valid, labels=snap.labels,
+        settings=settings, base=serving.model, out_dir=work_dir,
+    )
+    candidate_metrics = evaluate_classifier(result.classifier, snap.golden, out_dir=work_dir / "candidate")
+    current_metrics = evaluate_classifier(serving, snap.golden, out_dir=None)
+    cand_err, cur_err = candidate_metrics["error_rate"], current_metrics["error_rate"]
+    promote = cand_err <= cur_err + settings.promote_tolerance
+    counts = {
+        "train": len(snap.train), "valid": len(snap.valid), "golden": len(snap.golden),
+        "corrections": sum(1 for i in snap.train if i.source == "correction"),
+    }
+    metrics = {
+        "candidate_error": cand_err, "current_error": cur_err, "current_version": serving.version_id,
+        "candidate": candidate_metrics, "current": current_metrics, "train": result.metrics,
+        "merged_corrections": snap.merged_corrections, "seconds": round(time.perf_counter() - started, 1),
+        "promoted": promote,
+    }
+    with storage.session() as session:
+        if not promote:
+            shutil.rmtree(work_dir / "export", ignore_errors=True)
+            return runs.finish_run(
+                session, run_id=run_id, status=RunStatus.REJECTED, metrics=metrics, counts=counts
+            )
+        path, sha = publish(result.artifact_path, settings.models_dir)
+        version = model_versions.create_version(
+            session, artifact_path=path.name, sha256=sha, arch=result.arch, labels=list(snap.labels),
+            metrics={"golden_error": cand_err, **candidate_metrics, "run_id": run_id}, activate=True,
+        )
+        return runs.finish_run(
+            session, run_id=run_id, status=RunStatus.SUCCEEDED, metrics=metrics,
+            model_version_id=version.id, counts=counts,
+        )
+
+
+def recover(storage: Storage) -> list[int]:
+    """Mark runs a dead process left ``running`` as failed; return their ids."""
+    with storage.session() as session:
+        stale = runs.recover_stale_runs(session, stale_after=timedelta(hours=storage.settings.run_stale_hours))
+        return [r.id for r in stale]
+
+
+def run_pending(storage: Storage, *, once: bool, poll_seconds: float = 5.0) -> int:
+    """Worker loop: claim queued runs and execute them, one at a time. Returns runs executed."""
+    recover(storage)
+    done = 0
+    while True:
+        with storage.session() as session:
+            run = runs.claim_next(session, worker=runs.worker_id())
+        if run is not None:
+            execute_run(storage, run_id=run.id)
+            done += 1
+            continue
+        if once:
+            return done
+        time.sleep(poll_seconds)
+
+
+def run_now(storage: Storage, *, trigger: Trigger = Trigger.CLI, poll_seconds: float = 2.0) -> TrainingRun:
+    """Queue (or join) a run and see it through here: what ``bearbot train`` without --data does.
+
+    When another process is already running the active run, wait for it and return its outcome.
+    """
+    recover(storage)
+    with storage.session() as session:
+        reason = snapshot.dataset_ready(session)
+        if reason is not None:
+            raise RuntimeError(reason)
+        run, _ = runs.queue_run(session, trigger=trigger)
+        run_id = run.id
+    with storage.session() as session:
+        claimed = runs.claim_next(session, worker=runs.worker_id())
+    if claimed is not None and claimed.id == run_id:
+        return execute_run(storage, run_id=run_id)
+    while True:  # someone else has it
+        with storage.session() as session:
+            current = runs.get_run(session, run_id=run_id)
+            if current is not None and current.status in runs.FINISHED:
+                return current
+        time.sleep(poll_seconds)
+
+
+def run_from_cli(settings: Settings) -> int:
+    """``bearbot train`` with no arguments: one run on the database's dataset, gate included.
+
+    Prints the outcome; returns the exit code (0 succeeded or rejected by the gate, 1 failed).
+    """
+    from storage.store import open_storage
+
+    storage = open_storage(settings)
+    try:
+        run = run_now(storage)
+    except RuntimeError as exc:
+        print(f"error: {exc}")
+        return 1
+    finally:
+        storage.close()
+    print(runs.describe_run(run))
+    return 1 if run.status is RunStatus.FAILED else 0
