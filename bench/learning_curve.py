@@ -1,0 +1,216 @@
+"""Learning from users, measured: does one retrain on users' corrections lower unseen-photo error?
+
+For each seed, the photos of ``--data`` (one sub-folder per label) are split, per label, into
+a *base* part (imported as the bot's dataset, with its fixed golden split), a *stream* (photos
+users send) and a *test* part nobody ever corrects. Then, through the real code paths:
+
+1. test error of the serving model (v0 zero-shot on a fresh install);
+2. every stream photo is stored, predicted and recorded as a prediction row, exactly as the bot
+   does; each wrong answer gets a correction from the sender and one agreeing user (the
+   acceptance policy's default of two), or only a fraction of them (``partial``), and in the
+   ``adversarial`` variant one user also "corrects" right answers to a wrong label;
+3. one training run through ``trainer.runner.run_now`` — the code ``/retrain`` runs, gate included;
+4. test error of whatever model serves after the gate.
+
+Prints before/after per seed and variant, the means, and each run's duration.
+
+    python bench/learning_curve.py --data ../shared/data/bears --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bearbot.imaging import ImageError, inspect_image  # noqa: E402
+from bearbot.settings import Settings, load_settings  # noqa: E402
+from storage import corrections, model_versions, predictions, users  # noqa: E402
+from storage.dataset import ItemSource, PhashIndex  # noqa: E402
+from storage.models import Origin, RunStatus  # noqa: E402
+from storage.store import Storage, open_storage  # noqa: E402
+
+EXTS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
+
+
+@dataclass(frozen=True)
+class Photo:
+    path: Path
+    label: str
+
+
+@dataclass
+class Result:
+    seed: int
+    variant: str
+    before: float
+    after: float
+    corrected: int
+    wrong_in_stream: int
+    status: str
+    seconds: float
+
+
+def load_photos(root: Path) -> list[Photo]:
+    return [
+        Photo(p, d.name)
+        for d in sorted(root.iterdir()) if d.is_dir()
+        for p in sorted(d.iterdir()) if p.suffix.lower() in EXTS
+    ]
+
+
+def split(photos: list[Photo], seed: int, base: float, stream: float) -> tuple[list[Photo], list[Photo], list[Photo]]:
+    """Per-label random split into base / stream / test."""
+    rng = random.Random(seed)
+    parts: tuple[list[Photo], list[Photo], list[Photo]] = ([], [], [])
+    for label in sorted({p.label for p in photos}):
+        group = [p for p in photos if p.label == label]
+        rng.shuffle(group)
+        a, b = round(len(group) * base), round(len(group) * (base + stream))
+        parts[0].extend(group[:a])
+        parts[1].extend(group[a:b])
+        parts[2].extend(group[b:])
+    return parts
+
+
+def serving(store: Storage, settings: Settings):  # noqa: ANN201 - TorchClassifier
+    from bearbot.backbone import weights_sha256
+    from bearbot.inference import load_version
+
+    with store.session() as s:
+        active = model_versions.get_active(s) or model_versions.ensure_builtin_version(
+            s, sha256=weights_sha256(), arch=settings.arch, labels=list(settings.labels)
+        )
+        return load_version(active, models_dir=settings.models_dir, bear_threshold=settings.bear_threshold)
+
+
+def error_rate(classifier, photos: list[Photo]) -> float:  # noqa: ANN001
+    wrong = sum(classifier.predict(p.path.read_bytes()).label != p.label for p in photos)
+    return wrong / len(photos)
+
+
+def import_base(store: Storage, settings: Settings, photos: list[Photo]) -> None:
+    from trainer.ingest import ingest_image
+
+    with store.session() as s:
+        index = PhashIndex.load(s)
+        for p in photos:
+            data = p.path.read_bytes()
+            try:
+                info = inspect_image(data, max_pixels=settings.max_image_pixels)
+            except ImageError:
+                continue
+            ingest_image(
+                s, images=store.images, index=index, data=data, info=info, label=p.label,
+                source=ItemSource.IMPORT, source_url=None, golden_fraction=settings.golden_fraction,
+            )
+
+
+def send_stream(
+    store: Storage, settings: Settings, classifier, photos: list[Photo], *, fraction: float,  # noqa: ANN001
+    adversarial: int, rng: random.Random,
+) -> tuple[int, int]:
+    """Users send the stream; wrong answers get corrected (two users agree). Returns (wrong, corrected)."""
+    wrong = corrected = attacked = 0
+    labels = settings.labels
+    with store.session() as s:
+        sender = users.upsert_user(s, telegram_id=1001, display_name="sender", is_admin=False)
+        friend = users.upsert_user(s, telegram_id=1002, display_name="friend", is_admin=False)
+        troll = users.upsert_user(s, telegram_id=6666, display_name="troll", is_admin=False)
+        for i, p in enumerate(photos):
+            data = p.path.read_bytes()
+            image, _ = store.images.put(s, data=data, origin=Origin.UPLOAD)
+            answer = classifier.predict(data)
+            pred = predictions.record_prediction(
+                s, image_id=image.id, user_id=sender.id, chat_id=1001, message_id=i + 1, answer=answer
+            )
+            if answer.label != p.label:
+                wrong += 1
+                if rng.random() < fraction:
+                    corrected += 1
+                    for who in (sender, friend):
+                        corrections.record_correction(
+                            s, image_id=image.id, user_id=who.id, label=p.label, prediction_id=pred.id,
+                            is_admin=False, required=settings.corrections_to_accept,
+                        )
+            elif attacked < adversarial:
+                attacked += 1
+                bad = next(lbl for lbl in labels if lbl != p.label)
+                corrections.record_correction(
+                    s, image_id=image.id, user_id=troll.id, label=bad, prediction_id=pred.id,
+                    is_admin=False, required=settings.corrections_to_accept,
+                )
+    return wrong, corrected
+
+
+def one_cycle(data: Path, seed: int, variant: str, args: argparse.Namespace) -> Result:
+    from trainer.runner import run_now
+
+    photos = load_photos(data)
+    base, stream, test = split(photos, seed, args.base, args.stream)
+    labels = ",".join(sorted({p.label for p in photos}))
+    with tempfile.TemporaryDirectory(prefix="bearbot-lc-") as tmp:
+        settings = load_settings(data_dir=Path(tmp), labels=labels, **args.overrides)
+        store = open_storage(settings)
+        import_base(store, settings, base)
+        before_model = serving(store, settings)
+        before = error_rate(before_model, test)
+        fraction = args.partial if variant == "partial" else 1.0
+        adversarial = args.adversarial if variant == "adversarial" else 0
+        wrong, corrected = send_stream(
+            store, settings, before_model, stream, fraction=fraction, adversarial=adversarial, rng=random.Random(seed)
+        )
+        started = time.perf_counter()
+        run = run_now(store)
+        seconds = time.perf_counter() - started
+        after = error_rate(serving(store, settings), test)
+        if run.status is RunStatus.FAILED:
+            print(f"  run failed: {run.error}", file=sys.stderr)
+        store.close()
+    return Result(seed, variant, before, after, corrected, wrong, run.status.value, seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/bears")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=["all", "partial", "adversarial"])
+    parser.add_argument("--base", type=float, default=0.4, help="share of each label imported as the dataset")
+    parser.add_argument("--stream", type=float, default=0.35, help="share users send (the rest is test)")
+    parser.add_argument("--partial", type=float, default=0.5, help="share of wrong answers corrected in 'partial'")
+    parser.add_argument("--adversarial", type=int, default=10, help="right answers one user mislabels")
+    parser.add_argument("--epochs", type=int, default=None, help="override BEARBOT_TRAIN_EPOCHS")
+    args = parser.parse_args()
+    args.overrides = {"train_epochs": args.epochs} if args.epochs else {}
+    if not args.data.is_dir():
+        sys.exit(f"no photo folder at {args.data}; pass --data DIR (one sub-folder per label)")
+    results: list[Result] = []
+    print(f"{'seed':>4} {'variant':<12} {'before':>7} {'after':>7} {'wrong':>5} {'fixed':>5} {'status':<10} {'run s':>6}")
+    for variant in args.variants:
+        for seed in args.seeds:
+            r = one_cycle(args.data, seed, variant, args)
+            results.append(r)
+            print(
+                f"{r.seed:>4} {r.variant:<12} {r.before:>7.2%} {r.after:>7.2%} {r.wrong_in_stream:>5} "
+                f"{r.corrected:>5} {r.status:<10} {r.seconds:>6.0f}", flush=True,
+            )
+    for variant in args.variants:
+        rs = [r for r in results if r.variant == variant]
+        b, a = statistics.mean(r.before for r in rs), statistics.mean(r.after for r in rs)
+        ratio = a / b if b else float("nan")
+        never_worse = all(r.after <= r.before for r in rs)
+        print(
+            f"mean {variant:<12} before {b:.2%} after {a:.2%} (after/before {ratio:.2f}); "
+            f"never worse: {never_worse}; run {statistics.mean(r.seconds for r in rs):.0f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
