@@ -1,7 +1,112 @@
-"""Placeholder: filled in by its issue."""
+"""``bearbot dataset``: build from web search, import a folder, show counts."""
 
 from __future__ import annotations
 
+from collections import Counter
+from pathlib import Path
+
 import typer
 
+from bearbot.cli.common import fail, settings_or_exit
+
 app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("build")
+def build_cmd(
+    labels: str | None = typer.Option(None, "--labels", help="Comma-separated labels (default: BEARBOT_LABELS)."),
+    per_label: int | None = typer.Option(None, "--per-label", min=1, help="Search results per label (default: BEARBOT_SEARCH_PER_LABEL)."),
+    query: str | None = typer.Option(
+        None, "--query", help="Query template with {label} (default: BEARBOT_SEARCH_QUERY_TEMPLATE, e.g. '{label} bear')."
+    ),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Fetch again URLs that failed on earlier runs."),
+) -> None:
+    """Search the web for each label, download, verify, dedup and store the images.
+
+    Rerun it at any time: it fetches only what it has not tried yet.
+    """
+    from bearbot.labels import parse_labels
+    from storage.store import open_storage
+    from trainer.dataset_build import build_dataset
+    from trainer.download import DownloadPolicy
+    from trainer.search import DdgsImageSearch
+
+    settings = settings_or_exit()
+    try:
+        label_set = parse_labels(labels) if labels else settings.labels
+    except ValueError as exc:
+        raise fail(f"--labels: {exc}", 2) from None
+    template = query or settings.search_query_template
+    if "{label}" not in template:
+        raise fail(f"the query template {template!r} must contain {{label}}", 2)
+    storage = open_storage(settings)
+    try:
+        report = build_dataset(
+            storage,
+            search=DdgsImageSearch(),
+            labels=label_set,
+            per_label=per_label or settings.search_per_label,
+            query_template=template,
+            policy=DownloadPolicy(max_pixels=settings.max_image_pixels),
+            retry_failed=retry_failed,
+        )
+    except KeyboardInterrupt:
+        raise fail("interrupted; every image stored so far is kept: rerun the same command to continue", 130) from None
+    finally:
+        storage.close()
+    _print_failures(report.failures)
+    typer.echo(f"dataset build: {report.summary()}")
+    if report.error:
+        raise fail(report.error)
+
+
+@app.command("import")
+def import_cmd(
+    folder: Path = typer.Argument(..., exists=True, file_okay=False, help="A folder with one sub-folder per label."),
+) -> None:
+    """Import FOLDER/<label>/* images: verified, deduplicated, split deterministically."""
+    from storage.store import open_storage
+    from trainer.dataset_import import import_folder
+
+    settings = settings_or_exit()
+    storage = open_storage(settings)
+    try:
+        report = import_folder(storage, folder)
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    finally:
+        storage.close()
+    for path, reason in report.failures:
+        typer.echo(f"skipped {path}: {reason}", err=True)
+    typer.echo(f"dataset import: {report.summary()}")
+
+
+@app.command("stats")
+def stats_cmd() -> None:
+    """Item counts per label, split and source; the last line is `total N`."""
+    from storage.dataset import dataset_counts
+    from storage.store import open_storage
+
+    settings = settings_or_exit()
+    storage = open_storage(settings)
+    try:
+        with storage.session() as session:
+            counts = dataset_counts(session)
+    finally:
+        storage.close()
+    typer.echo(f"{'label':<16} {'split':<7} {'source':<11} {'count':>6}")
+    for row in counts:
+        typer.echo(f"{row.label:<16} {row.split.value:<7} {row.source:<11} {row.count:>6}")
+    for key in ("label", "split", "source"):
+        totals: Counter[str] = Counter()
+        for row in counts:
+            totals[str(getattr(row, key))] += row.count
+        typer.echo(f"per {key}: " + (", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "-"))
+    typer.echo(f"total {sum(row.count for row in counts)}")
+
+
+def _print_failures(failures: list[tuple[str, str]]) -> None:
+    """One line per reason (web builds fail by the dozen for the same few reasons)."""
+    for reason, n in Counter(reason for _, reason in failures).most_common():
+        example = next(url for url, r in failures if r == reason)
+        typer.echo(f"failed {n}× {reason} (e.g. {example})", err=True)

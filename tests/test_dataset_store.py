@@ -1,0 +1,154 @@
+"""Dataset data access: deterministic splits, near-duplicates, corrections and the golden wall."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from bearbot.imaging import hash_distance, inspect_image
+from storage.dataset import (
+    NEAR_DUPLICATE_DISTANCE,
+    SAME_SIDE_DISTANCE,
+    ItemSource,
+    Outcome,
+    PhashIndex,
+    add_correction_item,
+    add_item,
+    assign_split,
+    dataset_counts,
+    dataset_labels,
+    list_items,
+)
+from storage.models import Correction, Image, Origin, Split, User
+from storage.store import Storage
+from tests.dataset_fakes import distinct_image
+
+
+def _image(storage: Storage, session: Session, data: bytes) -> Image:
+    return storage.images.put(session, data=data, origin=Origin.IMPORT)[0]
+
+
+def _correction(session: Session, image: Image, label: str) -> int:
+    user = User(telegram_id=image.id)
+    session.add(user)
+    session.flush()
+    correction = Correction(image_id=image.id, user_id=user.id, label=label)
+    session.add(correction)
+    session.flush()
+    return correction.id
+
+
+def _seed_for(split: Split, *, golden_fraction: float = 0.2, start: int = 0) -> int:
+    """The first seed from ``start`` whose image bytes hash into ``split``."""
+    seed = start
+    while assign_split(inspect_image(distinct_image(seed)).sha256, golden_fraction=golden_fraction) is not split:
+        seed += 1
+    return seed
+
+
+def test_assign_split_is_a_stable_hash_bucket() -> None:
+    digests = [inspect_image(distinct_image(s)).sha256 for s in range(300)]
+    splits = [assign_split(d, golden_fraction=0.2) for d in digests]
+    assert splits == [assign_split(d, golden_fraction=0.2) for d in digests]
+    share = {s: splits.count(s) / len(splits) for s in Split}
+    assert 0.12 < share[Split.GOLDEN] < 0.28 and 0.04 < share[Split.VALID] < 0.16
+    assert assign_split("0" * 64, golden_fraction=0.2) is Split.GOLDEN
+    assert assign_split("f" * 64, golden_fraction=0.2) is Split.TRAIN
+
+
+def test_add_item_dedups_exact_and_near_copies(storage: Storage) -> None:
+    with storage.session() as s:
+        first = add_item(s, image=_image(storage, s, distinct_image(1)), label="black", source=ItemSource.IMPORT, golden_fraction=0.2)
+        again = add_item(s, image=first.item.image, label="teddy", source=ItemSource.SEARCH, golden_fraction=0.2)
+        near_bytes = distinct_image(1, quality=55, size=(100, 90))
+        assert hash_distance(inspect_image(near_bytes).phash, first.item.image.phash) <= NEAR_DUPLICATE_DISTANCE
+        near = add_item(s, image=_image(storage, s, near_bytes), label="grizzly", source=ItemSource.SEARCH, golden_fraction=0.2)
+    assert first.outcome is Outcome.ADDED and first.item.split is assign_split(first.item.image.sha256, golden_fraction=0.2)
+    assert (again.outcome, again.item.id, again.item.label) == (Outcome.EXISTING, first.item.id, "black")
+    assert (near.outcome, near.item.id) == (Outcome.NEAR_DUPLICATE, first.item.id)
+
+
+def test_corrections_train_and_never_touch_golden(storage: Storage) -> None:
+    golden_seed = _seed_for(Split.GOLDEN)
+    train_seed = _seed_for(Split.TRAIN, start=golden_seed + 1)
+    with storage.session() as s:
+        golden = add_item(s, image=_image(storage, s, distinct_image(golden_seed)), label="black", source=ItemSource.IMPORT, golden_fraction=0.2).item
+        trained = add_item(s, image=_image(storage, s, distinct_image(train_seed)), label="black", source=ItemSource.IMPORT, golden_fraction=0.2).item
+        assert (golden.split, trained.split) == (Split.GOLDEN, Split.TRAIN)
+
+        # The golden image itself, and a re-encoded copy of it: refused, golden unchanged.
+        same = add_correction_item(s, image=golden.image, label="teddy", correction_id=_correction(s, golden.image, "teddy"))
+        copy = _image(storage, s, distinct_image(golden_seed, quality=50))
+        near = add_correction_item(s, image=copy, label="teddy", correction_id=_correction(s, copy, "teddy"))
+        assert same.outcome is near.outcome is Outcome.REFUSED_GOLDEN
+        assert (golden.label, golden.split, golden.source) == ("black", Split.GOLDEN, "import")
+
+        # The train image: relabelled in place. Its near-copy: merged into it.
+        relabel = add_correction_item(s, image=trained.image, label="grizzly", correction_id=_correction(s, trained.image, "grizzly"))
+        twin = _image(storage, s, distinct_image(train_seed, quality=50))
+        merged = add_correction_item(s, image=twin, label="teddy", correction_id=(cid := _correction(s, twin, "teddy")))
+        assert (relabel.outcome, merged.outcome) == (Outcome.RELABELED, Outcome.MERGED)
+        assert merged.item.id == trained.id and (trained.label, trained.source, trained.correction_id) == ("teddy", "correction", cid)
+
+        # A new photo: a new train item, whatever its hash bucket says.
+        fresh_seed = _seed_for(Split.GOLDEN, start=train_seed + 1)
+        fresh = _image(storage, s, distinct_image(fresh_seed))
+        added = add_correction_item(s, image=fresh, label="grizzly", correction_id=_correction(s, fresh, "grizzly"))
+        assert added.outcome is Outcome.ADDED and added.item.split is Split.TRAIN and added.item.source == "correction"
+
+
+def test_correction_moves_a_valid_item_to_train(storage: Storage) -> None:
+    seed = _seed_for(Split.VALID)
+    with storage.session() as s:
+        item = add_item(s, image=_image(storage, s, distinct_image(seed)), label="black", source=ItemSource.IMPORT, golden_fraction=0.2).item
+        result = add_correction_item(s, image=item.image, label="black", correction_id=_correction(s, item.image, "black"))
+    assert result.outcome is Outcome.RELABELED and result.item.split is Split.TRAIN
+
+
+def test_near_variants_stay_on_the_same_side(storage: Storage) -> None:
+    """A photo close to a golden one (but not a near-duplicate) is golden too, whatever its hash."""
+    golden_seed = _seed_for(Split.GOLDEN)
+    with storage.session() as s:
+        index = PhashIndex.load(s)
+        golden = add_item(s, image=_image(storage, s, distinct_image(golden_seed)), label="black", source=ItemSource.IMPORT, golden_fraction=0.2, index=index).item
+        # A lightly cropped copy would be 7-10 bits away; set such a hash on another image.
+        variant = _image(storage, s, distinct_image(_seed_for(Split.TRAIN, start=golden_seed + 1)))
+        variant.phash = f"{int(golden.image.phash, 16) ^ 0b1111111:016x}"
+        result = add_item(s, image=variant, label="black", source=ItemSource.IMPORT, golden_fraction=0.2, index=index)
+    assert result.outcome is Outcome.ADDED and result.item.split is Split.GOLDEN
+
+
+def test_labels_counts_and_items(storage: Storage) -> None:
+    with storage.session() as s:
+        for seed, label in [(1, "dog"), (2, "cat"), (3, "dog")]:
+            add_item(s, image=_image(storage, s, distinct_image(seed)), label=label, source=ItemSource.IMPORT, golden_fraction=0.2)
+    with storage.session() as s:
+        assert dataset_labels(s) == ("cat", "dog")
+        assert sum(c.count for c in dataset_counts(s)) == 3
+        assert {(c.label, c.source) for c in dataset_counts(s)} == {("cat", "import"), ("dog", "import")}
+        entries = list_items(s, images=storage.images)
+        assert [e.label for e in entries] == ["dog", "cat", "dog"] and all(e.path.is_file() for e in entries)
+        for split in Split:
+            assert all(e.split is split for e in list_items(s, images=storage.images, split=split))
+
+
+def test_no_correction_ever_reaches_golden_or_sits_beside_it(storage: Storage) -> None:
+    """Correct every image and a re-encoded copy of each: golden stays as it was, and apart."""
+    with storage.session() as s:
+        index = PhashIndex.load(s)
+        for seed in range(40):
+            image = _image(storage, s, distinct_image(seed))
+            add_item(s, image=image, label="black", source=ItemSource.IMPORT, golden_fraction=0.2, index=index)
+        golden_before = {e.item_id for e in list_items(s, images=storage.images, split=Split.GOLDEN)}
+        assert golden_before
+        for seed in range(40):
+            for data in (distinct_image(seed), distinct_image(seed, quality=40, size=(120, 100))):
+                image = _image(storage, s, data)
+                add_correction_item(s, image=image, label="teddy", correction_id=_correction(s, image, "teddy"), index=index)
+    with storage.session() as s:
+        golden = list_items(s, images=storage.images, split=Split.GOLDEN)
+        trained = [e for e in list_items(s, images=storage.images) if e.split is not Split.GOLDEN]
+        assert {e.item_id for e in golden} == golden_before and all(e.source == "import" for e in golden)
+        golden_hashes = [s.get_one(Image, e.image_id).phash for e in golden]
+        for entry in trained:
+            phash = s.get_one(Image, entry.image_id).phash
+            assert min(hash_distance(phash, g) for g in golden_hashes) > SAME_SIDE_DISTANCE

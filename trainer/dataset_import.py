@@ -1,0 +1,65 @@
+"""``bearbot dataset import DIR``: one sub-folder per label (the book's ``bears/`` layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bearbot.imaging import ImageError, inspect_image
+from bearbot.labels import parse_labels
+from storage.dataset import ItemSource, PhashIndex
+from storage.store import Storage
+from trainer.ingest import IngestReport, ingest_image
+
+
+def label_folders(root: Path) -> dict[str, Path]:
+    """Label → folder for each visible sub-folder of ``root``; raises ValueError on bad names."""
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(folders) < 2:
+        raise ValueError(f"{root} needs one sub-folder per label, at least two (e.g. {root}/grizzly/*.jpg)")
+    labels = parse_labels(",".join(p.name for p in folders))
+    if len(labels) != len(folders):
+        raise ValueError("two sub-folders name the same label (names are compared in lower case)")
+    return dict(zip(labels, folders, strict=True))
+
+
+def import_folder(storage: Storage, root: Path, *, progress: bool = True) -> IngestReport:
+    """Verify every file under each label folder and add the new ones as import items.
+
+    Files are read in sorted order, so importing the same folder into a fresh database
+    always keeps the same copy of near-duplicates. Unreadable files are reported, not fatal.
+    """
+    report = IngestReport()
+    files = [(label, path) for label, folder in label_folders(root).items() for path in _files(folder)]
+    max_pixels, max_bytes = storage.settings.max_image_pixels, storage.settings.max_download_bytes
+    with storage.session() as session:
+        index = PhashIndex.load(session)
+        for label, path in tqdm(files, desc="import", unit="img", disable=not progress):
+            if path.stat().st_size > max_bytes:
+                report.fail(str(path), f"too large ({path.stat().st_size:,} bytes; limit {max_bytes:,})")
+                continue
+            data = path.read_bytes()
+            try:
+                info = inspect_image(data, max_pixels=max_pixels)
+            except ImageError as exc:
+                report.fail(str(path), str(exc))
+                continue
+            result = ingest_image(
+                session,
+                images=storage.images,
+                index=index,
+                data=data,
+                info=info,
+                label=label,
+                source=ItemSource.IMPORT,
+                source_url=None,
+                golden_fraction=storage.settings.golden_fraction,
+            )
+            session.commit()
+            report.count(result)
+    return report
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
