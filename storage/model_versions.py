@@ -75,3 +75,21 @@ def rollback(session: Session) -> ModelVersion | None:
     target.activated_at = utcnow()
     session.flush()
     return target
+
+
+def ensure_builtin_version(session: Session, *, sha256: str, arch: str, labels: list[str]) -> ModelVersion | None:
+    """Create and activate the built-in zero-shot v0 (no artifact file) when no version exists at all.
+
+    Returns the new row, or None when some version already exists (nothing is changed then).
+    """
+    if session.scalar(select(ModelVersion.id).limit(1)) is not None:
+        return None
+    return create_version(
+        session,
+        artifact_path=None,
+        sha256=sha256,
+        arch=arch,
+        labels=list(labels),
+        metrics={"builtin": "zero-shot ImageNet rows"},
+        activate=True,
+    )

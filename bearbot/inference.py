@@ -1,0 +1,168 @@
+"""The lean serving path: bytes → :func:`bearbot.imaging.open_image` → fastai's validation crop →
+the model, without ``learn.predict``'s per-item DataLoader overhead.
+
+Thread-safe: the model is in eval mode and every call runs under ``torch.inference_mode``, which
+only reads the weights, so worker threads can share one :class:`TorchClassifier`.
+No storage imports here: callers pass a model version's fields (see :func:`load_version`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from PIL import Image
+
+from bearbot.artifact import ArtifactError, load_learner_verified, resolve
+from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image
+from bearbot.model_def import BearNet, build_zero_shot
+from bearbot.prediction import Prediction
+from bearbot.preprocess import center_crop_resize, to_batch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BEAR_THRESHOLD = 0.01  # = Settings.bear_threshold default; measured in bearbot/model_def.py
+
+
+class TorchClassifier:
+    """A :class:`bearbot.prediction.Classifier` over a :class:`BearNet` on the CPU (or a given device)."""
+
+    def __init__(
+        self,
+        model: BearNet,
+        *,
+        version_id: int | None,
+        bear_threshold: float = DEFAULT_BEAR_THRESHOLD,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.labels: tuple[str, ...] = tuple(model.labels)
+        self.version_id = version_id
+        self.bear_threshold = bear_threshold
+        self.max_pixels = max_pixels
+
+    def predict(self, data: bytes) -> Prediction:
+        """Classify encoded image bytes; raises ``ImageError`` for bad input."""
+        start = time.perf_counter()
+        img = open_image(data, max_pixels=self.max_pixels)
+        (pred,) = self._predict_images([img], start)
+        return pred
+
+    def predict_images(self, images: Sequence[Image.Image]) -> list[Prediction]:
+        """Classify already-decoded RGB images in one batch (evaluation, benchmarks)."""
+        return self._predict_images(images, time.perf_counter())
+
+    def _predict_images(self, images: Sequence[Image.Image], start: float) -> list[Prediction]:
+        size = self.model.image_size
+        batch = to_batch([center_crop_resize(img, size) for img in images], self.model.mean, self.model.std)
+        with torch.inference_mode():
+            logits, bear = self.model.forward_all(batch.to(self.device))
+            probs = logits.float().softmax(dim=-1).cpu()
+            bear = bear.float().cpu()
+        latency_ms = (time.perf_counter() - start) * 1000.0 / max(len(images), 1)
+        out = []
+        for row, score in zip(probs.tolist(), bear.tolist(), strict=True):
+            best = max(range(len(row)), key=row.__getitem__)
+            out.append(
+                Prediction(
+                    label=self.labels[best],
+                    confidence=row[best],
+                    probabilities=dict(zip(self.labels, row, strict=True)),
+                    is_bear=score >= self.bear_threshold,
+                    model_version=self.version_id,
+                    latency_ms=latency_ms,
+                    bear_score=score,
+                )
+            )
+        return out
+
+    def warm_up(self) -> None:
+        """Run one dummy image so the first user request does not pay for lazy initialisation."""
+        self.predict_images([Image.new("RGB", (self.model.image_size, self.model.image_size), (127, 127, 127))])
+
+
+def build_v0(
+    labels: Sequence[str], *, arch: str = "efficientnet_lite0", expected_sha256: str | None = None, image_size: int = 224
+) -> BearNet:
+    """The zero-shot model v0 (ImageNet rows as the label head); checks the weights' sha256 when given."""
+    from bearbot.backbone import load_backbone
+
+    backbone = load_backbone(arch)
+    if expected_sha256 is not None and backbone.weights_sha256 != expected_sha256:
+        raise ArtifactError(
+            f"backbone weights for {arch} have sha256 {backbone.weights_sha256[:12]}…, "
+            f"but this model version recorded {expected_sha256[:12]}…; refusing to serve it"
+        )
+    return build_zero_shot(backbone, labels, image_size=image_size)
+
+
+def model_from_learner_file(path: Path, sha256: str) -> BearNet:
+    """Verify then unpickle an exported learner; return its :class:`BearNet` in eval mode on the CPU."""
+    learn = load_learner_verified(path, sha256)
+    model = learn.model
+    if not isinstance(model, BearNet):
+        raise ArtifactError(f"model artifact {path} holds a {type(model).__name__}, not a BearNet")
+    vocab = tuple(str(v) for v in learn.dls.vocab)
+    if vocab != model.labels:
+        raise ArtifactError(f"model artifact {path}: learner vocab {vocab} differs from model labels {model.labels}")
+    return model.cpu().eval()
+
+
+def load_classifier(
+    *,
+    artifact_path: str | Path | None,
+    sha256: str,
+    arch: str,
+    labels: Sequence[str],
+    version_id: int | None,
+    bear_threshold: float = DEFAULT_BEAR_THRESHOLD,
+    models_dir: Path | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    device: str = "cpu",
+) -> TorchClassifier:
+    """Load one model version (the fields of a ``model_versions`` row) as a ready classifier.
+
+    ``artifact_path`` None means the built-in zero-shot v0; otherwise the exported learner is read,
+    its sha256 checked against ``sha256`` BEFORE unpickling, and its labels checked against ``labels``.
+    """
+    if artifact_path is None:
+        model = build_v0(labels, arch=arch, expected_sha256=sha256)
+    else:
+        model = model_from_learner_file(resolve(artifact_path, models_dir), sha256)
+        if tuple(labels) != model.labels:
+            raise ArtifactError(f"model version {version_id}: recorded labels {tuple(labels)} differ from the artifact's {model.labels}")
+    return TorchClassifier(
+        model, version_id=version_id, bear_threshold=bear_threshold, max_pixels=max_pixels, device=device
+    )
+
+
+class VersionFields(Protocol):
+    """What :func:`load_version` reads from a model version (a ``storage.models.ModelVersion`` fits)."""
+
+    id: int
+    artifact_path: str | None
+    sha256: str
+    arch: str
+    labels: list[str]
+
+
+def load_version(
+    version: VersionFields, *, models_dir: Path | None, bear_threshold: float, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> TorchClassifier:
+    """:func:`load_classifier` for a model-version row (read its fields inside the DB session)."""
+    return load_classifier(
+        artifact_path=version.artifact_path,
+        sha256=version.sha256,
+        arch=version.arch,
+        labels=version.labels,
+        version_id=version.id,
+        bear_threshold=bear_threshold,
+        models_dir=models_dir,
+        max_pixels=max_pixels,
+    )

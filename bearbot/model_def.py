@@ -1,0 +1,137 @@
+"""The classifier network. An importable module, so exported pickles never reference ``__main__``.
+
+``BearNet`` = pretrained body → pooled features → two linear readers of the same features:
+
+* ``head``: the label logits (what fastai trains; ``forward`` returns only these);
+* ``imagenet_head``: the frozen ImageNet-1k classifier, used only to decide "is this a bear at all".
+
+The label head starts from ImageNet's own rows for the labels it knows (grizzly → 294 brown bear,
+black → 295 American black bear, teddy → 850 teddy bear), which with no training at all is the
+zero-shot model v0.
+
+"Is this a bear": the bear score is the ImageNet softmax mass on classes 294–297 and 850 (brown,
+American black, ice, sloth and teddy bear), read from the same pooled features in the same pass.
+Measured with model v0 (fastai centre crop 224):
+
+* the 332 photos in ../shared/data/bears: min 0.0005, 0.5 % quantile 0.0016, 1 % 0.022, 2 % 0.070,
+  5 % 0.21, median 0.89. The three below 0.01 are what ImageNet reads as a Shih-Tzu, an affenpinscher
+  (scraped "teddy" photos of dogs) and a web-page collage;
+* 68 non-bear images available offline: sklearn's china/flower, matplotlib's grace_hopper and sample
+  PNGs, Rust-doc photos and diagrams, desktop icons, 30 synthetic noise / solid / gradient images:
+  max 0.0033 (gradients), natural photos 0.0005–0.0019.
+
+So the threshold is 0.01 (``BEARBOT_BEAR_THRESHOLD``): 3× above every non-bear seen, and it turns away
+0.9 % of the scraped bear photos, all of them doubtful. A 3-class model alone calls everything a bear.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from bearbot.backbone import IMAGENET_BEAR_CLASSES, IMAGENET_CLASS_FOR_LABEL, Backbone
+
+log = logging.getLogger(__name__)
+
+
+class BearNet(nn.Module):
+    """Body + label head + frozen ImageNet head; carries the facts serving needs to preprocess."""
+
+    def __init__(
+        self,
+        body: nn.Module,
+        head: nn.Linear,
+        imagenet_head: nn.Linear,
+        *,
+        labels: Sequence[str],
+        arch: str,
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        bear_classes: Sequence[int] = IMAGENET_BEAR_CLASSES,
+    ) -> None:
+        super().__init__()
+        self.body = body
+        self.head = head
+        self.imagenet_head = imagenet_head.requires_grad_(False)
+        self.labels = tuple(labels)
+        self.arch = arch
+        self.image_size = int(image_size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.bear_classes = tuple(int(c) for c in bear_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Label logits (N, len(labels))."""
+        return self.head(self.body(x))
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Label logits and the ImageNet bear score (probability mass on the bear classes), one pass."""
+        features = self.body(x)
+        return self.head(features), bear_score(self.imagenet_head(features), self.bear_classes)
+
+    def param_groups(self) -> list[list[nn.Parameter]]:
+        """fastai splitter groups: body, then label head. The ImageNet head is never trained."""
+        return [list(self.body.parameters()), list(self.head.parameters())]
+
+
+def bear_score(imagenet_logits: torch.Tensor, bear_classes: Sequence[int] = IMAGENET_BEAR_CLASSES) -> torch.Tensor:
+    """Softmax probability mass the ImageNet classifier puts on bear classes, per image."""
+    return imagenet_logits.softmax(dim=-1)[..., list(bear_classes)].sum(dim=-1)
+
+
+def head_from_imagenet(imagenet_head: nn.Linear, labels: Sequence[str]) -> nn.Linear:
+    """A label head whose rows are ImageNet's rows for the labels it knows.
+
+    A label with no ImageNet class gets a zero row and zero bias (it starts as "no evidence"
+    and learns from data); we log which ones, because such a label needs training to be useful.
+    """
+    head = nn.Linear(imagenet_head.in_features, len(labels))
+    unknown: list[str] = []
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        for row, label in enumerate(labels):
+            cls = IMAGENET_CLASS_FOR_LABEL.get(label)
+            if cls is None:
+                unknown.append(label)
+                continue
+            head.weight[row] = imagenet_head.weight[cls]
+            head.bias[row] = imagenet_head.bias[cls]
+    if unknown:
+        log.warning("labels %s have no ImageNet class; their head rows start at zero and need training", unknown)
+    return head
+
+
+def build_zero_shot(backbone: Backbone, labels: Sequence[str], *, image_size: int = 224) -> BearNet:
+    """Model v0: the backbone with a label head made of ImageNet's rows; no training needed."""
+    return BearNet(
+        backbone.body,
+        head_from_imagenet(backbone.imagenet_head, labels),
+        backbone.imagenet_head,
+        labels=labels,
+        arch=backbone.arch,
+        image_size=image_size,
+        mean=backbone.mean,
+        std=backbone.std,
+    ).eval()
+
+
+def average_weights(fine_tuned: BearNet, anchor: BearNet, alpha: float) -> BearNet:
+    """WiSE-FT: set ``fine_tuned``'s float weights to ``alpha·fine_tuned + (1−alpha)·anchor`` in place.
+
+    Wortsman et al. 2022; DESIGN.md measured alpha = 0.5 best on unseen bear photos.
+    """
+    anchor_state = anchor.state_dict()
+    merged = {}
+    for key, value in fine_tuned.state_dict().items():
+        other = anchor_state[key]
+        if value.is_floating_point():
+            merged[key] = alpha * value + (1.0 - alpha) * other.to(value.device, value.dtype)
+        else:
+            merged[key] = value  # integer counters (num_batches_tracked) stay as they are
+    fine_tuned.load_state_dict(merged)
+    return fine_tuned

@@ -1,0 +1,69 @@
+"""Serving preprocessing: exactly what fastai does to a validation image, without fastai.
+
+fastai's validation ``Resize(size)`` (method crop) takes the centred largest square
+(top-left at ``int(0.5·(w−side))``), resizes it bilinearly with Pillow to ``size``×``size``;
+``IntToFloatTensor`` divides by 255 and ``Normalize`` subtracts the mean and divides by the std.
+The trainer's validation pipeline is built from :func:`fastai_item_tfms`, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image
+
+
+def center_crop_resize(img: Image.Image, size: int) -> Image.Image:
+    """Centre square crop then bilinear resize to ``size``×``size`` (fastai ``Resize`` at validation)."""
+    w, h = img.size
+    side = min(w, h)
+    left, top = int(0.5 * (w - side)), int(0.5 * (h - side))
+    return img.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+
+
+def to_batch(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Stack same-size RGB images into a normalised float batch (N, 3, H, W)."""
+    arr = np.stack([np.asarray(img, dtype=np.uint8) for img in images])  # N,H,W,C
+    batch = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return (batch - mean_t) / std_t
+
+
+def preprocess_image(img: Image.Image, *, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """One decoded RGB image → a (1, 3, size, size) normalised tensor."""
+    return to_batch([center_crop_resize(img, size)], mean, std)
+
+
+def preprocess_bytes(
+    data: bytes, *, size: int, mean: Sequence[float], std: Sequence[float], max_pixels: int = DEFAULT_MAX_PIXELS
+) -> torch.Tensor:
+    """Encoded image bytes → model input; raises ``ImageError`` for bad input."""
+    return preprocess_image(open_image(data, max_pixels=max_pixels), size=size, mean=mean, std=std)
+
+
+def read_item_image(item: tuple[str | Path, ...] | str | Path) -> Image.Image:
+    """fastai ``get_x`` for (path, label, …) items or bare paths: decode with the same safety rules.
+
+    It lives in the shared package because exported learners pickle a reference to it, and the
+    bot (which never imports the trainer) must be able to unpickle them.
+    """
+    path = item[0] if isinstance(item, tuple) else item
+    return open_image(Path(path).read_bytes())
+
+
+def fastai_item_tfms(size: int) -> list:
+    """fastai item transforms: ``RandomResizedCrop(size, min_scale=0.5)`` for training only and a
+    centred ``Resize(size)`` for validation/prediction only (what :func:`center_crop_resize` does)."""
+    from fastai.vision.augment import RandomResizedCrop, Resize
+
+    train_crop = RandomResizedCrop(size, min_scale=0.5)
+    train_crop.split_idx = 0  # training split only
+    valid_resize = Resize(size)
+    valid_resize.split_idx = 1  # validation / test_dl / predict only
+    return [train_crop, valid_resize]
