@@ -1,0 +1,1 @@
+"""The Telegram side of bearbot: handlers, the model holder and the application factory."""

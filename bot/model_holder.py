@@ -1,0 +1,163 @@
+"""The serving model: one reference that handlers read, swapped when the active version changes.
+
+A swap loads the new version in a worker thread (the loader verifies its sha256), warms it up
+with one prediction and only then replaces the reference. Handlers take the reference once per
+photo, so predictions in flight finish on the model they started with. A version that fails to
+load keeps the old model serving; it is reported once and not retried until it changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from PIL import Image
+from sqlalchemy.orm import Session
+
+from bearbot.prediction import Classifier
+from storage import model_versions
+from storage.models import ModelVersion
+from storage.store import Storage
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Runs in a worker thread: loads (and verifies) the classifier for a version row.
+ClassifierLoader = Callable[[ModelVersion], Classifier]
+# Runs in a worker thread inside a transaction: make sure some version is active (v0 on a fresh install).
+Bootstrap = Callable[[Session], None]
+Reporter = Callable[[str], Awaitable[None]]
+
+
+class ModelLoadError(RuntimeError):
+    """The active model version could not be loaded; the old one keeps serving."""
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    """What :meth:`ModelHolder.refresh` did."""
+
+    swapped: bool
+    version_id: int | None
+    previous_id: int | None
+    error: str | None = None
+    pause_ms: float = 0.0  # time the reference swap itself took
+
+
+def warmup_image() -> bytes:
+    """A small JPEG used to warm a freshly loaded model before it serves."""
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 90, 60)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+class ModelHolder:
+    """Holds the current :class:`Classifier` and swaps it when the database says so."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        loader: ClassifierLoader,
+        *,
+        executor: Executor | None = None,
+        bootstrap: Bootstrap | None = None,
+        report: Reporter | None = None,
+    ) -> None:
+        self._storage = storage
+        self._loader = loader
+        self._executor = executor
+        self._bootstrap = bootstrap
+        self.report = report
+        self._current: Classifier | None = None
+        self._version: ModelVersion | None = None
+        self._failed: set[tuple[int, str]] = set()  # (version id, sha256) already reported
+        self._lock = asyncio.Lock()
+
+    # --- what handlers read -----------------------------------------------------------------
+    @property
+    def current(self) -> Classifier:
+        """The serving classifier (take it once per request)."""
+        if self._current is None:
+            raise RuntimeError("no model loaded yet; call ModelHolder.start() first")
+        return self._current
+
+    @property
+    def version(self) -> ModelVersion | None:
+        """The (detached) row of the serving version."""
+        return self._version
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The serving model's label set: what /correct and the buttons accept."""
+        return tuple(self.current.labels)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Ensure a version exists and load the active one (raises when nothing can serve)."""
+        if self._bootstrap is not None:
+            await asyncio.to_thread(self._in_session, self._bootstrap)
+        result = await self.refresh()
+        if self._current is None:
+            raise ModelLoadError(result.error or "no active model version")
+
+    async def refresh(self) -> SwapResult:
+        """Load and swap in the active version if it differs from the serving one."""
+        async with self._lock:
+            active = await asyncio.to_thread(self._in_session, model_versions.get_active)
+            previous = self._version.id if self._version else None
+            if active is None:
+                return SwapResult(False, previous, previous, error="no active model version")
+            if active.id == previous:
+                return SwapResult(False, previous, previous)
+            key = (active.id, active.sha256)
+            if key in self._failed:
+                return SwapResult(False, previous, previous, error="failed before")
+            loop = asyncio.get_running_loop()
+            started = time.perf_counter()
+            try:
+                classifier = await loop.run_in_executor(self._executor, self._load_and_warm, active)
+            except Exception as exc:  # noqa: BLE001 - any load failure must leave the old model serving
+                self._failed.add(key)
+                message = f"Model v{active.id} could not be loaded ({exc}); still serving v{previous}."
+                log.error("%s", message, exc_info=not isinstance(exc, ModelLoadError))
+                await self._report(message)
+                return SwapResult(False, previous, previous, error=str(exc))
+            load_s = time.perf_counter() - started
+            swap_started = time.perf_counter()
+            self._current, self._version = classifier, active  # the swap: one reference each
+            pause_ms = (time.perf_counter() - swap_started) * 1000
+            log.info("serving model v%s (was v%s; loaded and warmed in %.2f s)", active.id, previous, load_s)
+            return SwapResult(True, active.id, previous, pause_ms=pause_ms)
+
+    async def poll(self, _context: object = None) -> None:
+        """JobQueue callback: check the active version and swap if it changed."""
+        try:
+            await self.refresh()
+        except Exception:  # noqa: BLE001 - a DB hiccup must not kill the repeating job
+            log.exception("model poll failed")
+
+    # --- internals --------------------------------------------------------------------------
+    def _in_session(self, fn: Callable[[Session], T]) -> T:
+        with self._storage.session() as session:
+            return fn(session)
+
+    def _load_and_warm(self, version: ModelVersion) -> Classifier:
+        classifier = self._loader(version)
+        answer = classifier.predict(warmup_image())
+        if answer.model_version not in (None, version.id):
+            raise ModelLoadError(f"loaded model reports version {answer.model_version}, expected {version.id}")
+        return classifier
+
+    async def _report(self, message: str) -> None:
+        if self.report is None:
+            return
+        try:
+            await self.report(message)
+        except Exception:  # noqa: BLE001 - reporting is best effort
+            log.exception("could not report model problem")

@@ -1,0 +1,67 @@
+"""Long-lived services the handlers share, kept on ``application.bot_data`` (no module globals)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from telegram.ext import Application, CallbackContext
+
+from bearbot.prediction import Classifier, Prediction
+from bearbot.settings import Settings
+from bot.limits import UserLimits
+from bot.model_holder import ModelHolder
+from storage.store import Storage
+
+T = TypeVar("T")
+SERVICES_KEY = "services"
+
+
+@dataclass
+class BotServices:
+    """Everything a handler needs besides the update: settings, storage, the model, limits."""
+
+    settings: Settings
+    storage: Storage
+    models: ModelHolder
+    limits: UserLimits
+    http: httpx.AsyncClient  # file downloads (streamed, size-capped)
+    inference: ThreadPoolExecutor  # predictions; kept apart so DB work and /help never queue behind them
+    owns_storage: bool = True
+
+    async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run ``fn(session, **kwargs)`` in one transaction on a worker thread."""
+
+        def work() -> T:
+            with self.storage.session() as session:
+                return fn(session, **kwargs)
+
+        return await asyncio.to_thread(work)
+
+    async def predict(self, classifier: Classifier, data: bytes) -> Prediction:
+        """Classify ``data`` on the inference pool with the given (already taken) model reference."""
+        return await asyncio.get_running_loop().run_in_executor(self.inference, classifier.predict, data)
+
+    def is_admin(self, telegram_id: int | None) -> bool:
+        return telegram_id is not None and telegram_id in self.settings.admin_ids
+
+    async def aclose(self) -> None:
+        """Release what the services hold (the bot calls this from ``post_shutdown``)."""
+        await self.http.aclose()
+        self.inference.shutdown(wait=True, cancel_futures=True)
+        if self.owns_storage:
+            self.storage.close()
+
+
+def get_services(context: CallbackContext[Any, Any, Any, Any] | Application[Any, Any, Any, Any, Any, Any]) -> BotServices:
+    """The typed accessor for ``bot_data['services']``."""
+    services = context.bot_data.get(SERVICES_KEY)
+    if not isinstance(services, BotServices):
+        raise RuntimeError("bot_data['services'] is not set up; build the bot with bot.app.build_application")
+    return services
+
+

@@ -1,0 +1,136 @@
+"""User corrections and the policy that decides which of them may teach the model.
+
+Policy (issue 5): an admin's label is accepted at once; a non-admin's stays pending until
+``required`` distinct users agree on the image's label, or an admin approves it. A user
+correcting the same image again updates their one row (unique image+user), so one user
+alone can never push a label into the training data. Accepted corrections waiting to be merged
+into the dataset are listed by :func:`storage.snapshot.corrections_waiting`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.models import Correction, CorrectionStatus, Prediction, utcnow
+
+
+@dataclass(frozen=True)
+class CorrectionOutcome:
+    """What recording a correction did."""
+
+    correction: Correction
+    created: bool  # False: the user's earlier correction of this image was updated
+    status: CorrectionStatus
+    agreeing_users: int  # distinct users (this one included) currently claiming this label
+
+
+def agreeing_users(session: Session, *, image_id: int, label: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count(func.distinct(Correction.user_id))).where(
+                Correction.image_id == image_id,
+                Correction.label == label,
+                Correction.status != CorrectionStatus.REJECTED,
+            )
+        )
+        or 0
+    )
+
+
+def _accept_agreed(session: Session, *, image_id: int, label: str, required: int) -> None:
+    """Accept every pending correction of ``image_id`` to ``label`` once ``required`` users agree."""
+    if agreeing_users(session, image_id=image_id, label=label) < required:
+        return
+    pending = session.scalars(
+        select(Correction).where(
+            Correction.image_id == image_id,
+            Correction.label == label,
+            Correction.status == CorrectionStatus.PENDING,
+        )
+    )
+    for row in pending:
+        row.status = CorrectionStatus.ACCEPTED
+
+
+def record_correction(
+    session: Session,
+    *,
+    image_id: int,
+    user_id: int,
+    label: str,
+    prediction_id: int | None,
+    is_admin: bool,
+    required: int,
+) -> CorrectionOutcome:
+    """Create or update ``user_id``'s label for ``image_id`` and apply the acceptance policy.
+
+    ``label`` must already be validated against the serving label set.
+    """
+    row = session.scalar(select(Correction).where(Correction.image_id == image_id, Correction.user_id == user_id))
+    created = row is None
+    if row is None:
+        row = Correction(image_id=image_id, user_id=user_id, label=label, prediction_id=prediction_id)
+        session.add(row)
+    elif row.label != label or row.status == CorrectionStatus.REJECTED or is_admin:
+        # A changed mind starts over: the old label's agreement no longer includes this user.
+        row.label = label
+        row.prediction_id = prediction_id or row.prediction_id
+        row.status = CorrectionStatus.PENDING
+        row.reviewed_by = None
+        row.updated_at = utcnow()
+    if is_admin:
+        row.status = CorrectionStatus.ACCEPTED
+        row.reviewed_by = user_id
+    session.flush()
+    _accept_agreed(session, image_id=image_id, label=label, required=required)
+    session.flush()
+    return CorrectionOutcome(
+        correction=row,
+        created=created,
+        status=row.status,
+        agreeing_users=agreeing_users(session, image_id=image_id, label=label),
+    )
+
+
+def review(session: Session, *, correction_id: int, admin_id: int, approve: bool) -> Correction | None:
+    """An admin approves (accepts) or rejects a correction; None when it does not exist."""
+    row = session.get(Correction, correction_id)
+    if row is None:
+        return None
+    row.status = CorrectionStatus.ACCEPTED if approve else CorrectionStatus.REJECTED
+    row.reviewed_by = admin_id
+    row.updated_at = utcnow()
+    session.flush()
+    return row
+
+
+def list_pending(session: Session, *, limit: int = 10) -> list[Correction]:
+    """Oldest pending corrections first (what ``/pending`` shows)."""
+    return list(
+        session.scalars(
+            select(Correction)
+            .where(Correction.status == CorrectionStatus.PENDING)
+            .order_by(Correction.id)
+            .limit(limit)
+        )
+    )
+
+
+def count_by_status(session: Session) -> dict[CorrectionStatus, int]:
+    counts = dict(session.execute(select(Correction.status, func.count()).group_by(Correction.status)).all())
+    return {status: int(counts.get(status, 0)) for status in CorrectionStatus}
+
+
+def corrections_of_prediction(session: Session, *, prediction_id: int) -> list[Correction]:
+    return list(session.scalars(select(Correction).where(Correction.prediction_id == prediction_id)))
+
+
+def predicted_label(session: Session, *, correction: Correction) -> str | None:
+    """What the model had said for the corrected prediction, if known."""
+    if correction.prediction_id is None:
+        return None
+    pred = session.get(Prediction, correction.prediction_id)
+    return pred.label if pred else None

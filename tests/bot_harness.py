@@ -1,0 +1,160 @@
+"""Run the real bot (python-telegram-bot and all) against the fake Bot API in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bearbot.prediction import Classifier
+from bearbot.settings import Settings, load_settings
+from bot.app import build_application, default_loader, running
+from bot.console.fake_api import FakeBotApi, Sent
+from bot.model_holder import ClassifierLoader
+from bot.services import BotServices, get_services
+from storage.models import ModelVersion
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ADMIN = {"id": 1001, "is_bot": False, "first_name": "Ada", "username": "ada"}
+ALICE = {"id": 2001, "is_bot": False, "first_name": "Alice", "username": "alice"}
+BOB = {"id": 2002, "is_bot": False, "first_name": "Bob", "username": "bob"}
+
+
+def bear(label: str, n: int = 1) -> bytes:
+    return (FIXTURES / "bears" / label / f"{label}{n}.jpg").read_bytes()
+
+
+def not_bear(name: str = "person") -> bytes:
+    return (FIXTURES / "not_bears" / f"{name}.jpg").read_bytes()
+
+
+class CachingLoader:
+    """The real loader, but the built-in v0 network is built once per test session (saves ~3 s a bot)."""
+
+    def __init__(self) -> None:
+        self._v0: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._lock = threading.Lock()
+        self.loaded: list[int] = []
+
+    def for_settings(self, settings: Settings) -> ClassifierLoader:
+        real = default_loader(settings)
+
+        def load(version: ModelVersion) -> Classifier:
+            self.loaded.append(version.id)
+            if version.artifact_path is not None:
+                return real(version)
+            from bearbot.inference import TorchClassifier, build_v0
+
+            key = (version.sha256, tuple(version.labels))
+            with self._lock:
+                if key not in self._v0:
+                    self._v0[key] = build_v0(version.labels, arch=version.arch, expected_sha256=version.sha256)
+            return TorchClassifier(
+                self._v0[key], version_id=version.id, bear_threshold=settings.bear_threshold,
+                max_pixels=settings.max_image_pixels,
+            )
+
+        return load
+
+
+class RunningBot:
+    """The bot, its fake Bot API server and its settings; use as a context manager."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        loader: CachingLoader | None = None,
+        learning: bool = False,
+        poll_timeout: int = 1,
+        **overrides: Any,
+    ) -> None:
+        self.api = FakeBotApi()
+        self.data_dir = data_dir
+        self.loader = loader
+        self.learning = learning
+        self.poll_timeout = poll_timeout
+        self.overrides = {"admin_ids": frozenset({ADMIN["id"]}), **overrides}
+        self.settings: Settings | None = None
+        self.services: BotServices | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> RunningBot:
+        url = self.api.start()
+        self.settings = load_settings(
+            data_dir=self.data_dir, telegram_api_url=url, telegram_bot_token=self.api.token, **self.overrides
+        )
+        self._thread = threading.Thread(target=self._run, name="bot", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(120):
+            raise TimeoutError("bot did not start")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(60)
+        self.api.stop()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001 - surfaced in the test thread
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        assert self.settings is not None
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        loader = self.loader.for_settings(self.settings) if self.loader else None
+        app = build_application(self.settings, loader=loader, learning=self.learning)
+        self.services = get_services(app)
+        async with running(app, poll_timeout=self.poll_timeout):
+            self._ready.set()
+            await self._stop.wait()
+
+    # --- helpers for tests ------------------------------------------------------------------
+    def call(self, fn: Callable[..., Any]) -> Any:
+        """Run a coroutine function on the bot's loop and wait for its result."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(fn(), self._loop).result(60)
+
+    def db(self, fn: Callable[[Session], Any]) -> Any:
+        assert self.services is not None
+        with self.services.storage.session() as session:
+            return fn(session)
+
+    def send(self, user: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return self.api.send_user_message(user, **kwargs)
+
+    def reply(self, message: dict[str, Any], *, timeout: float = 30.0) -> Sent:
+        """Wait for the bot's reply to ``message``."""
+        mid = message["message_id"]
+        chat = message["chat"]["id"]
+        return self.api.wait_for(lambda s: s.reply_to == mid and s.chat_id == chat, timeout=timeout)[0]
+
+
+def eventually(check: Callable[[], Any], *, timeout: float = 10.0) -> Any:
+    """Retry ``check`` until it returns something truthy (the bot writes some rows after replying)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
