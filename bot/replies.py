@@ -53,6 +53,16 @@ def parse_feedback(data: str) -> tuple[int, str] | None:
     return int(parts[1]), parts[2]
 
 
+def prediction_id_of(markup: InlineKeyboardMarkup | None) -> int | None:
+    """The prediction id carried by an answer's feedback buttons (no DB lookup, no race with it)."""
+    for row in markup.inline_keyboard if markup else ():
+        for button in row:
+            parsed = parse_feedback(str(button.callback_data or ""))
+            if parsed is not None:
+                return parsed[0]
+    return None
+
+
 def review_keyboard(correction_id: int) -> InlineKeyboardMarkup:
     """Approve / reject buttons for one pending correction; callback data ``rv:a|r:<id>``."""
     return InlineKeyboardMarkup(

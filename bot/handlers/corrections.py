@@ -13,7 +13,14 @@ from telegram.ext import ContextTypes
 
 from bearbot.labels import UnknownLabelError, check_label
 from bot.handlers.common import upsert
-from bot.replies import correction_text, parse_feedback, prediction_text, unknown_label, usage_correct
+from bot.replies import (
+    correction_text,
+    parse_feedback,
+    prediction_id_of,
+    prediction_text,
+    unknown_label,
+    usage_correct,
+)
 from bot.services import BotServices, get_services
 from storage.corrections import record_correction
 from storage.models import Prediction
@@ -41,10 +48,10 @@ def _record(
     message_id: int | None = None,
 ) -> Recorded:
     """Find the prediction (by id or by a message of the exchange) and record the user's label."""
+    pred = None
     if prediction_id is not None:
         pred = get_prediction(session, prediction_id=prediction_id)
-    else:
-        assert chat_id is not None and message_id is not None
+    if pred is None and chat_id is not None and message_id is not None:
         pred = find_for_message(session, chat_id=chat_id, message_id=message_id)
     if pred is None:
         return Recorded(None)
@@ -86,7 +93,16 @@ async def correct_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     if wait:
         await message.reply_text(f"Too many corrections at once; try again in {max(1, round(wait))} s.")
         return
-    result = await services.db(_record, services=services, user=user, label=label, chat_id=message.chat_id, message_id=target.message_id)
+    # The bot's answer carries its prediction id in the buttons; a user's photo is looked up.
+    result = await services.db(
+        _record,
+        services=services,
+        user=user,
+        label=label,
+        prediction_id=prediction_id_of(target.reply_markup),
+        chat_id=message.chat_id,
+        message_id=target.message_id,
+    )
     if result.text is None:
         await message.reply_text("I have no prediction for that message. Reply to one of my answers with /correct <label>.")
         return
