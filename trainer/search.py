@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from tenacity import (
     RetryCallState,
@@ -42,40 +42,74 @@ class DdgsImageSearch:
     enough, so a few spaced retries turn most failures into successes.
     """
 
-    def __init__(self, *, attempts: int = 4, wait_s: float = 5.0, max_wait_s: float = 60.0, timeout_s: int = 10) -> None:
+    def __init__(
+        self, *, attempts: int = 4, wait_s: float = 5.0, max_wait_s: float = 60.0, timeout_s: int = 10, max_pages: int = 5
+    ) -> None:
         self.attempts = attempts
         self.wait_s = wait_s
         self.max_wait_s = max_wait_s
         self.timeout_s = timeout_s
+        self.max_pages = max_pages
 
     def image_urls(self, query: str, *, max_results: int) -> list[str]:
         from ddgs import DDGS
         from ddgs.exceptions import DDGSException
 
         retrying = Retrying(
-            # DDGSException covers RatelimitException and TimeoutException; ddgs also reports a
-            # throttled engine as a plain DDGSException ("No results found"), so retry them all.
+            # In ddgs 9 a throttled engine just answers non-200, which surfaces as a plain
+            # DDGSException("No results found."); RatelimitException exists but is not raised.
+            # TimeoutException is a DDGSException too. So every DDGSException is retried.
             retry=retry_if_exception_type(DDGSException),
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential(multiplier=self.wait_s, max=self.max_wait_s),
             before_sleep=_log_retry(query),
         )
+        ddgs = DDGS(timeout=self.timeout_s)
         try:
-            results = retrying(DDGS(timeout=self.timeout_s).images, query, max_results=max_results)
+            urls = _image_urls(retrying(ddgs.images, query, max_results=max_results))
         except RetryError as exc:
             cause = exc.last_attempt.exception()
             raise SearchError(
-                f"image search for {query!r} failed {self.attempts} times ({type(cause).__name__}: {cause}); "
-                "the search engines are probably rate-limiting this address. Wait a few minutes and rerun: "
-                "images fetched so far are kept and will not be fetched again."
+                f"image search for {query!r} failed {self.attempts} times: {diagnose(cause)} "
+                f"({type(cause).__name__}: {str(cause)[:160]}). Images fetched so far are kept and a rerun "
+                "fetches only what is missing."
             ) from cause
-        return unique_http_urls([str(r.get("image", "")) for r in results])[:max_results]
+        # The engines answer a few dozen per page: ask for more pages (once each, no backoff:
+        # a short list beats a long wait) until there are enough or a page brings nothing new.
+        for page in range(2, self.max_pages + 1):
+            if len(urls) >= max_results:
+                break
+            try:
+                more = _image_urls(ddgs.images(query, max_results=max_results, page=page))
+            except DDGSException:
+                break
+            before = len(urls)
+            urls = unique_http_urls(urls + more)
+            if len(urls) == before:
+                break
+        return urls[:max_results]
+
+
+def _image_urls(results: list[dict[str, Any]]) -> list[str]:
+    return unique_http_urls([str(r.get("image", "")) for r in results])
+
+
+def diagnose(error: BaseException | None) -> str:
+    """A one-line guess at why ddgs failed; its engines fold every cause into DDGSException text."""
+    text = f"{type(error).__name__} {error}".lower()
+    if any(mark in text for mark in ("ratelimit", "rate limit", "403", "429")):
+        return "the search engines are rate-limiting this address; wait a few minutes, then rerun"
+    if any(mark in text for mark in ("dns", "connect", "error sending request", "network")):
+        return "the search engines cannot be reached; check the network (or DDGS_PROXY), then rerun"
+    if "timeout" in text or "timed out" in text:
+        return "the search engines did not answer in time (often a rate limit); rerun later"
+    return "no results (engines often answer empty when rate-limiting); rerun later or change the query"
 
 
 def _log_retry(query: str) -> Callable[[RetryCallState], None]:
     def hook(state: RetryCallState) -> None:
         wait = state.next_action.sleep if state.next_action else 0.0
         error = state.outcome.exception() if state.outcome else None
-        log.warning("image search for %r: %s (maybe rate-limited); retrying in %.0f s", query, error, wait)
+        log.warning("image search for %r failed: %s; retrying in %.0f s", query, diagnose(error).split(";")[0], wait)
 
     return hook

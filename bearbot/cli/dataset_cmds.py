@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def build_cmd(
     from trainer.search import DdgsImageSearch
 
     settings = settings_or_exit()
+    # ddgs logs each failing engine at INFO; our retry warning says the same once.
+    logging.getLogger("ddgs").setLevel(logging.WARNING)
     try:
         label_set = parse_labels(labels) if labels else settings.labels
     except ValueError as exc:
