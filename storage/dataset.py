@@ -50,6 +50,7 @@ class Outcome(enum.StrEnum):
     RELABELED = "relabeled"  # a correction changed an existing item of the same image
     MERGED = "merged"  # a correction relabelled the existing near-duplicate item instead
     REFUSED_GOLDEN = "refused_golden"  # a correction of (a near-copy of) a golden image: not trained on
+    SUPERSEDED = "superseded"  # a newer correction (higher id) already set this item's label: unchanged
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,9 @@ def add_correction_item(
     * a near-duplicate train/valid item exists → it is relabelled instead of adding a second
       copy with a conflicting label (``MERGED``);
     * otherwise a new train item (``ADDED``).
+
+    When several corrections reach one item, the newest (highest ``correction_id``) wins in any
+    order: an older one leaves it unchanged (``SUPERSEDED``); the same one again is ``EXISTING``.
     """
     index = index if index is not None else PhashIndex.load(session)
     existing = item_for_image(session, image_id=image.id)
@@ -182,11 +186,13 @@ def add_correction_item(
         near = index.nearest(image.phash, max_distance=NEAR_DUPLICATE_DISTANCE)
         if near is None:
             item = _insert(
-                session, image=image, label=label, source=ItemSource.CORRECTION, split=Split.TRAIN, index=index
+                session, image=image, label=label, source=ItemSource.CORRECTION, split=Split.TRAIN, index=index,
+                correction_id=correction_id,
             )
-            item.correction_id = correction_id
             return AddResult(Outcome.ADDED, item)
         existing, outcome = session.get_one(DatasetItem, near.item_id), Outcome.MERGED
+    if existing.correction_id is not None and existing.correction_id >= correction_id:
+        return AddResult(Outcome.EXISTING if existing.correction_id == correction_id else Outcome.SUPERSEDED, existing)
     existing.label = label
     existing.source = str(ItemSource.CORRECTION)
     existing.correction_id = correction_id
@@ -197,9 +203,16 @@ def add_correction_item(
 
 
 def _insert(
-    session: Session, *, image: Image, label: str, source: ItemSource, split: Split, index: PhashIndex
+    session: Session,
+    *,
+    image: Image,
+    label: str,
+    source: ItemSource,
+    split: Split,
+    index: PhashIndex,
+    correction_id: int | None = None,
 ) -> DatasetItem:
-    item = DatasetItem(image_id=image.id, label=label, source=str(source), split=split)
+    item = DatasetItem(image_id=image.id, label=label, source=str(source), split=split, correction_id=correction_id)
     session.add(item)
     session.flush()
     index.add(phash=image.phash, item_id=item.id, split=split)

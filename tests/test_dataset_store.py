@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bearbot.imaging import hash_distance, inspect_image
@@ -28,7 +29,7 @@ def _image(storage: Storage, session: Session, data: bytes) -> Image:
 
 
 def _correction(session: Session, image: Image, label: str) -> int:
-    user = User(telegram_id=image.id)
+    user = User(telegram_id=(session.scalar(select(func.max(User.telegram_id))) or 0) + 1)
     session.add(user)
     session.flush()
     correction = Correction(image_id=image.id, user_id=user.id, label=label)
@@ -152,3 +153,15 @@ def test_no_correction_ever_reaches_golden_or_sits_beside_it(storage: Storage) -
         for entry in trained:
             phash = s.get_one(Image, entry.image_id).phash
             assert min(hash_distance(phash, g) for g in golden_hashes) > SAME_SIDE_DISTANCE
+
+
+def test_the_newest_correction_wins_in_any_order(storage: Storage) -> None:
+    seed = _seed_for(Split.TRAIN)
+    with storage.session() as s:
+        item = add_item(s, image=_image(storage, s, distinct_image(seed)), label="black", source=ItemSource.IMPORT, golden_fraction=0.2).item
+        older, newer = _correction(s, item.image, "teddy"), _correction(s, item.image, "grizzly")
+        first = add_correction_item(s, image=item.image, label="grizzly", correction_id=newer)
+        late = add_correction_item(s, image=item.image, label="teddy", correction_id=older)
+        again = add_correction_item(s, image=item.image, label="grizzly", correction_id=newer)
+    assert [r.outcome for r in (first, late, again)] == [Outcome.RELABELED, Outcome.SUPERSEDED, Outcome.EXISTING]
+    assert (item.label, item.correction_id) == ("grizzly", newer)
