@@ -125,7 +125,6 @@ def make_services(
     holder = ModelHolder(
         storage,
         loader or default_loader(settings),
-        executor=inference,
         bootstrap=bootstrap if bootstrap is not None else default_bootstrap(settings),
     )
     return BotServices(

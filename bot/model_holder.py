@@ -13,7 +13,6 @@ import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -65,13 +64,11 @@ class ModelHolder:
         storage: Storage,
         loader: ClassifierLoader,
         *,
-        executor: Executor | None = None,
         bootstrap: Bootstrap | None = None,
         report: Reporter | None = None,
     ) -> None:
         self._storage = storage
         self._loader = loader
-        self._executor = executor
         self._bootstrap = bootstrap
         self.report = report
         self._current: Classifier | None = None
@@ -118,10 +115,10 @@ class ModelHolder:
             key = (active.id, active.sha256)
             if key in self._failed:
                 return SwapResult(False, previous, previous, error="failed before")
-            loop = asyncio.get_running_loop()
             started = time.perf_counter()
             try:
-                classifier = await loop.run_in_executor(self._executor, self._load_and_warm, active)
+                # A thread of its own: loading must not take a slot from the predictions being served.
+                classifier = await asyncio.to_thread(self._load_and_warm, active)
             except Exception as exc:  # noqa: BLE001 - any load failure must leave the old model serving
                 self._failed.add(key)
                 message = f"Model v{active.id} could not be loaded ({exc}); still serving v{previous}."

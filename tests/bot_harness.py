@@ -22,6 +22,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 ADMIN = {"id": 1001, "is_bot": False, "first_name": "Ada", "username": "ada"}
 ALICE = {"id": 2001, "is_bot": False, "first_name": "Alice", "username": "alice"}
 BOB = {"id": 2002, "is_bot": False, "first_name": "Bob", "username": "bob"}
+GROUP = {"id": -100, "type": "group", "title": "bear spotters"}
 
 
 def bear(label: str, n: int = 1) -> bytes:

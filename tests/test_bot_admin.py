@@ -1,0 +1,105 @@
+"""Admin commands end to end: /retrain, /stats, /model, /rollback, /pending, and refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from storage import model_versions
+from storage.models import Correction, CorrectionStatus, DatasetItem, Origin, Split, TrainingRun
+from tests.bot_harness import ADMIN, ALICE, BOB, GROUP, CachingLoader, RunningBot, bear, eventually
+
+
+@pytest.fixture(scope="module")
+def loader() -> CachingLoader:
+    return CachingLoader()
+
+
+@pytest.fixture
+def bot(tmp_path: Path, loader: CachingLoader) -> Iterator[RunningBot]:
+    with RunningBot(tmp_path / "var", loader=loader, model_poll_seconds=0.2) as running:
+        yield running
+
+
+@pytest.mark.parametrize("command", ["/retrain", "/stats", "/model", "/rollback", "/pending"])
+def test_non_admin_is_refused_and_nothing_runs(bot: RunningBot, command: str) -> None:
+    assert bot.reply(bot.send(ALICE, text=command)).text == "Sorry, that command is for the bot's admins."
+    assert bot.db(lambda s: s.scalar(select(func.count(TrainingRun.id)))) == 0
+    assert bot.services.models.version.id == 1
+
+
+def test_admin_retrain_without_dataset_explains_how_to_build_one(bot: RunningBot) -> None:
+    text = bot.reply(bot.send(ADMIN, text="/retrain")).text
+    assert "bearbot dataset build" in text
+    assert bot.db(lambda s: s.scalar(select(func.count(TrainingRun.id)))) == 0
+
+
+def test_admin_retrain_queues_then_joins(bot: RunningBot) -> None:
+    def add_dataset(session: object) -> None:
+        for n, split in ((1, Split.GOLDEN), (2, Split.TRAIN), (3, Split.TRAIN)):
+            image, _ = bot.services.storage.images.put(session, data=bear("grizzly", n), origin=Origin.IMPORT)
+            session.add(DatasetItem(image_id=image.id, label="grizzly", source="import", split=split))  # type: ignore[attr-defined]
+
+    bot.db(add_dataset)
+    assert bot.reply(bot.send(ADMIN, text="/retrain")).text.startswith("Queued training run #1")
+    assert "already queued" in bot.reply(bot.send(ADMIN, text="/retrain")).text
+    run = bot.db(lambda s: s.scalar(select(TrainingRun)))
+    assert run.trigger == "admin" and run.requested_chat_id == ADMIN["id"] and run.requested_by is not None
+
+
+def test_stats_and_model(bot: RunningBot) -> None:
+    answer = bot.reply(bot.send(ALICE, chat=GROUP, photo=bear("grizzly")))
+    bot.reply(bot.send(ALICE, chat=GROUP, text="/correct grizzly", reply_to=answer.message_id))
+    bot.reply(bot.send(BOB, chat=GROUP, text="/correct grizzly", reply_to=answer.message_id))
+    stats = bot.reply(bot.send(ADMIN, text="/stats")).text
+    assert "Predictions: 1" in stats
+    assert "Corrections: 2 — accepted 2, pending 0, rejected 0" in stats
+    assert "grizzly: 100% (2/2 reviewed, 1 predicted)" in stats
+    assert "Serving: v1" in stats and "Last training run: none yet" in stats
+    assert bot.reply(bot.send(ADMIN, text="/model")).text.startswith("Serving v1 (efficientnet_lite0, built-in zero-shot")
+
+
+def test_pending_lists_with_buttons_and_admin_approves(bot: RunningBot) -> None:
+    answer = bot.reply(bot.send(ALICE, photo=bear("black", 2)))
+    bot.reply(bot.send(ALICE, text="/correct teddy", reply_to=answer.message_id))
+    pending = bot.send(ADMIN, text="/pending")
+    assert bot.reply(pending).text.startswith("Pending corrections: 1")
+    card = bot.api.wait_for(lambda s: s.method == "sendPhoto")[0]
+    assert card.photo == bear("black", 2) and "@alice says teddy" in (card.text or "")
+    approve = next(data for text, data in card.buttons if "approve" in text)
+    bot.api.press_button(BOB, card, approve)  # not an admin: refused
+    eventually(lambda: bot.api.callback_answers)
+    assert bot.api.callback_answers[-1]["text"] == "Sorry, that command is for the bot's admins."
+    assert bot.db(lambda s: s.scalar(select(Correction.status))) == CorrectionStatus.PENDING
+    bot.api.press_button(ADMIN, card, approve)
+    bot.api.wait_for(lambda s: s.message_id == card.message_id and "approved" in (s.text or ""))
+    assert bot.db(lambda s: s.scalar(select(Correction.status))) == CorrectionStatus.ACCEPTED
+    assert bot.reply(bot.send(ADMIN, text="/pending")).text == "No pending corrections. 🎉"
+
+
+def test_rollback_swaps_back_and_next_photo_uses_it(bot: RunningBot) -> None:
+    assert "Nothing to roll back to" in bot.reply(bot.send(ADMIN, text="/rollback")).text
+    _activate_copy_of_v1(bot)
+    eventually(lambda: bot.services.models.version.id == 2)
+    assert bot.reply(bot.send(ADMIN, text="/rollback")).text == "Rolled back: now serving v1 (was v2)."
+    assert bot.services.models.version.id == 1
+    bot.reply(bot.send(ALICE, photo=bear("teddy")))
+    assert _last_prediction_version(bot) == 1
+
+
+def _activate_copy_of_v1(bot: RunningBot, **fields: object) -> int:
+    def create(session: object) -> int:
+        v1 = model_versions.get_version(session, version_id=1)  # type: ignore[arg-type]
+        values = {"artifact_path": None, "sha256": v1.sha256, "arch": v1.arch, "labels": v1.labels, "metrics": {}, **fields}
+        return model_versions.create_version(session, activate=True, **values).id  # type: ignore[arg-type]
+
+    return bot.db(create)
+
+
+def _last_prediction_version(bot: RunningBot) -> int:
+    from storage.models import Prediction
+
+    return eventually(lambda: bot.db(lambda s: s.scalar(select(Prediction.model_version_id).order_by(Prediction.id.desc()))))

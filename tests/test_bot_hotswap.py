@@ -1,0 +1,90 @@
+"""Hot swap of the serving model: a new active version is picked up, a broken one is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from storage import model_versions
+from storage.models import Prediction
+from tests.bot_harness import ADMIN, ALICE, CachingLoader, RunningBot, bear, eventually
+
+
+@pytest.fixture(scope="module")
+def loader() -> CachingLoader:
+    return CachingLoader()
+
+
+@pytest.fixture
+def bot(tmp_path: Path, loader: CachingLoader) -> Iterator[RunningBot]:
+    with RunningBot(tmp_path / "var", loader=loader, model_poll_seconds=0.2) as running:
+        yield running
+
+
+def _new_version(bot: RunningBot, **fields: object) -> int:
+    def create(session: object) -> int:
+        v1 = model_versions.get_version(session, version_id=1)  # type: ignore[arg-type]
+        values = {"artifact_path": None, "sha256": v1.sha256, "arch": v1.arch, "labels": v1.labels, "metrics": {}, **fields}
+        return model_versions.create_version(session, activate=True, **values).id  # type: ignore[arg-type]
+
+    return bot.db(create)
+
+
+def _prediction_versions(bot: RunningBot) -> list[int]:
+    return bot.db(lambda s: list(s.scalars(select(Prediction.model_version_id).order_by(Prediction.id))))
+
+
+def test_new_active_version_answers_the_next_photo(bot: RunningBot) -> None:
+    bot.reply(bot.send(ALICE, photo=bear("grizzly")))
+    v2 = _new_version(bot, metrics={"golden_error": 0.012})
+    assert eventually(lambda: bot.services.models.version.id == v2, timeout=10)
+    bot.reply(bot.send(ALICE, photo=bear("grizzly", 2)))
+    assert eventually(lambda: _prediction_versions(bot) == [1, v2])
+    assert "golden_error 1.2%" in bot.reply(bot.send(ADMIN, text="/model")).text
+
+
+@pytest.mark.parametrize("problem", ["wrong sha256", "garbage file", "missing file"])
+def test_broken_artifact_keeps_the_old_model_and_tells_admins(bot: RunningBot, problem: str) -> None:
+    models_dir = bot.settings.models_dir
+    models_dir.mkdir(parents=True, exist_ok=True)
+    garbage = b"this is not a pickled learner"
+    (models_dir / "broken.pkl").write_bytes(garbage)
+    sha = {"wrong sha256": "0" * 64, "garbage file": hashlib.sha256(garbage).hexdigest(), "missing file": "1" * 64}[problem]
+    path = "gone.pkl" if problem == "missing file" else "broken.pkl"
+    bad = _new_version(bot, artifact_path=path, sha256=sha)
+    warning = bot.api.wait_for(lambda s: s.chat_id == ADMIN["id"] and (s.text or "").startswith("⚠️"))[0]
+    assert f"Model v{bad} could not be loaded" in warning.text and "still serving v1" in warning.text
+    assert bot.services.models.version.id == 1
+    bot.reply(bot.send(ALICE, photo=bear("teddy")))
+    assert eventually(lambda: _prediction_versions(bot) == [1])
+    assert f"Active in the database: v{bad}" in bot.reply(bot.send(ADMIN, text="/stats")).text
+    time.sleep(0.5)  # several polls later: reported once, not retried every poll
+    assert len([s for s in bot.api.sent if (s.text or "").startswith("⚠️")]) == 1
+
+
+@pytest.mark.slow
+def test_200_predictions_across_a_swap_all_succeed(bot: RunningBot) -> None:
+    images = [bear(label, n) for label in ("grizzly", "black", "teddy") for n in (1, 2, 3, 4)]
+    services = bot.services
+
+    async def hammer() -> tuple[list[int | None], float]:
+        async def one(i: int) -> int | None:
+            await asyncio.sleep(i * 0.002)
+            answer = await services.predict(services.models.current, images[i % len(images)])
+            return answer.model_version
+
+        tasks = [asyncio.create_task(one(i)) for i in range(200)]
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(_new_version, bot)
+        result = await services.models.refresh()
+        return list(await asyncio.gather(*tasks)), result.pause_ms
+
+    versions, pause_ms = bot.call(hammer)
+    assert len(versions) == 200 and set(versions) <= {1, 2} and versions[0] == 1 and versions[-1] == 2
+    assert pause_ms < 5.0
