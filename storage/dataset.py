@@ -186,7 +186,12 @@ def add_correction_item(
         near = index.nearest(image.phash, max_distance=NEAR_DUPLICATE_DISTANCE)
         if near is None:
             item = _insert(
-                session, image=image, label=label, source=ItemSource.CORRECTION, split=Split.TRAIN, index=index,
+                session,
+                image=image,
+                label=label,
+                source=ItemSource.CORRECTION,
+                split=Split.TRAIN,
+                index=index,
                 correction_id=correction_id,
             )
             return AddResult(Outcome.ADDED, item)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import threading
@@ -100,7 +101,7 @@ def image_server(*, max_bytes: int) -> Iterator[ImageServer]:
     requests: Counter[str] = Counter()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:  # http.server's naming
             requests[self.path] += 1
             if self.path == "/slow.jpg":
                 time.sleep(SLOW_S)
@@ -110,12 +111,10 @@ def image_server(*, max_bytes: int) -> Iterator[ImageServer]:
             for key, value in headers.items():
                 self.send_header(key, value)
             self.end_headers()
-            try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client gave up (size limit)
                 self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (size limit), as intended
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -17,6 +17,7 @@ from storage.store import Storage
 from tests.dataset_fakes import FakeSearch, ImageServer, image_server
 from trainer.dataset_build import FETCH_LOG_NAME, build_dataset
 from trainer.download import DownloadPolicy
+from trainer.ingest import IngestReport
 
 POLICY = DownloadPolicy(max_bytes=20_000, timeout_s=0.5, total_s=5.0, max_redirects=3, workers=4)
 TEMPLATE = "{label} bear"
@@ -32,16 +33,26 @@ def _results(server: ImageServer) -> dict[str, list[str]]:
     good = [server.url(f"/good/{n}.jpg") for n in range(1, 9)]
     return {
         # 4 new images, plus every kind of failure.
-        "grizzly bear": good[:4] + [server.url(p) for p in ("/corrupt.jpg", "/page.html", "/big.jpg", "/slow.jpg", "/loop")],
+        "grizzly bear": [
+            *good[:4],
+            *(server.url(p) for p in ("/corrupt.jpg", "/page.html", "/big.jpg", "/slow.jpg", "/loop")),
+        ],
         # 3 new, an exact copy of grizzly's first, a near-copy of grizzly's second, one via a redirect.
-        "black bear": good[4:7] + [server.url("/dup.jpg"), server.url("/near.jpg"), server.url("/redirect")],
+        "black bear": [*good[4:7], *(server.url(p) for p in ("/dup.jpg", "/near.jpg", "/redirect"))],
         "teddy bear": [good[7], good[0]],  # an URL another label already fetched
     }
 
 
-def _build(storage: Storage, search: FakeSearch, labels: tuple[str, ...] = ("grizzly", "black", "teddy"), **kw: object):  # type: ignore[no-untyped-def]
+def _build(storage: Storage, search: FakeSearch, *, retry_failed: bool = False) -> IngestReport:
     return build_dataset(
-        storage, search=search, labels=labels, per_label=20, query_template=TEMPLATE, policy=POLICY, progress=False, **kw
+        storage,
+        search=search,
+        labels=("grizzly", "black", "teddy"),
+        per_label=20,
+        query_template=TEMPLATE,
+        policy=POLICY,
+        retry_failed=retry_failed,
+        progress=False,
     )
 
 
@@ -68,8 +79,15 @@ def test_build_stores_verified_unique_images(storage: Storage, server: ImageServ
     }
     assert _stored(storage) == {"grizzly": 4, "black": 3, "teddy": 1, "images": 8}  # no files for dropped copies
     with storage.session() as s:
-        rows = s.execute(select(Image.source_url, Image.origin, DatasetItem.source).join(DatasetItem, DatasetItem.image_id == Image.id)).all()
-        assert all(url.startswith(server.base) and origin == Origin.SEARCH and src == "search" for url, origin, src in rows)
+        rows = s.execute(
+            select(Image.source_url, Image.origin, DatasetItem.source).join(
+                DatasetItem, DatasetItem.image_id == Image.id
+            )
+        ).all()
+        assert all(
+            str(url).startswith(server.base) and origin == Origin.SEARCH and src == "search"
+            for url, origin, src in rows
+        )
     assert len([p for p in storage.images.root.rglob("*") if p.is_file()]) == 8
 
 
@@ -106,7 +124,9 @@ def test_search_failure_keeps_what_was_fetched_and_resumes(storage: Storage, ser
     assert resumed.error is None and _stored(storage) == {"grizzly": 4, "black": 3, "teddy": 1, "images": 8}
 
 
-def test_interrupted_download_keeps_stored_images(storage: Storage, server: ImageServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_download_keeps_stored_images(
+    storage: Storage, server: ImageServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ctrl-C in the middle of a label: what was committed stays, the rerun fetches the rest."""
     import trainer.dataset_build as build_module
 
@@ -122,18 +142,41 @@ def test_interrupted_download_keeps_stored_images(storage: Storage, server: Imag
     urls = {"dog pics": [server.url(f"/good/{n}.jpg") for n in range(1, 7)]}
     monkeypatch.setattr(build_module, "_store", store_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        build_dataset(storage, search=FakeSearch(urls), labels=["dog"], per_label=10, query_template="{label} pics", policy=POLICY, progress=False)
+        build_dataset(
+            storage,
+            search=FakeSearch(urls),
+            labels=["dog"],
+            per_label=10,
+            query_template="{label} pics",
+            policy=POLICY,
+            progress=False,
+        )
     assert _stored(storage) == {"dog": 2, "images": 2}
 
     monkeypatch.setattr(build_module, "_store", real_store)
     server.requests.clear()
-    report = build_dataset(storage, search=FakeSearch(urls), labels=["dog"], per_label=10, query_template="{label} pics", policy=POLICY, progress=False)
+    report = build_dataset(
+        storage,
+        search=FakeSearch(urls),
+        labels=["dog"],
+        per_label=10,
+        query_template="{label} pics",
+        policy=POLICY,
+        progress=False,
+    )
     assert report.outcomes["added"] == 4 and report.outcomes["skipped"] == 2
     assert sum(server.requests.values()) == 4 and _stored(storage) == {"dog": 6, "images": 6}
 
 
-def test_cli_build_for_other_labels_and_stats(tmp_path: Path, server: ImageServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    search = FakeSearch({"cat photo": [server.url("/good/9.jpg"), server.url("/good/10.jpg")], "dog photo": [server.url("/good/11.jpg"), server.url("/page.html")]})
+def test_cli_build_for_other_labels_and_stats(
+    tmp_path: Path, server: ImageServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    search = FakeSearch(
+        {
+            "cat photo": [server.url("/good/9.jpg"), server.url("/good/10.jpg")],
+            "dog photo": [server.url("/good/11.jpg"), server.url("/page.html")],
+        }
+    )
     monkeypatch.setattr("trainer.search.DdgsImageSearch", lambda: search)
     monkeypatch.setenv("BEARBOT_DATA_DIR", str(tmp_path / "var"))
     runner = CliRunner()
@@ -141,10 +184,12 @@ def test_cli_build_for_other_labels_and_stats(tmp_path: Path, server: ImageServe
     bad = runner.invoke(app, ["dataset", "build", "--labels", "cat,dog", "--query", "photos"])
     assert bad.exit_code == 2 and "{label}" in bad.output
 
-    built = runner.invoke(app, ["dataset", "build", "--labels", "cat,dog", "--per-label", "5", "--query", "{label} photo"])
+    built = runner.invoke(
+        app, ["dataset", "build", "--labels", "cat,dog", "--per-label", "5", "--query", "{label} photo"]
+    )
     assert built.exit_code == 0, built.output
     assert "dataset build: added 3, failed 1" in built.output
-    assert "failed 1× not an image (content-type text/html)" in built.output
+    assert "failed 1× not an image (content-type text/html) (e.g. http://127.0.0.1:" in built.output
     assert search.calls == ["cat photo", "dog photo"]
 
     stats = runner.invoke(app, ["dataset", "stats"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
@@ -13,8 +13,8 @@ from trainer.search import DdgsImageSearch, SearchError, diagnose
 class FakeDDGS:
     """Stands in for ``ddgs.DDGS``: raises the queued errors, then answers."""
 
-    errors: list[Exception] = []
-    calls: list[tuple[str, int]] = []
+    errors: ClassVar[list[Exception]] = []
+    calls: ClassVar[list[tuple[str, int]]] = []
 
     def __init__(self, timeout: int | None = 5) -> None:
         pass
@@ -42,7 +42,9 @@ def fake_ddgs(monkeypatch: pytest.MonkeyPatch) -> type[FakeDDGS]:
     return FakeDDGS
 
 
-def test_retries_rate_limits_then_returns_clean_urls(fake_ddgs: type[FakeDDGS], caplog: pytest.LogCaptureFixture) -> None:
+def test_retries_rate_limits_then_returns_clean_urls(
+    fake_ddgs: type[FakeDDGS], caplog: pytest.LogCaptureFixture
+) -> None:
     fake_ddgs.errors = [RatelimitException("202 Ratelimit"), TimeoutException("timed out")]
     urls = DdgsImageSearch(attempts=3, wait_s=0.0).image_urls("grizzly bear", max_results=2)
     assert urls == ["https://a.example/1.jpg", "http://b.example/2.png"]
@@ -52,7 +54,12 @@ def test_retries_rate_limits_then_returns_clean_urls(fake_ddgs: type[FakeDDGS], 
 
 def test_pages_until_enough_or_nothing_new(fake_ddgs: type[FakeDDGS]) -> None:
     urls = DdgsImageSearch(wait_s=0.0).image_urls("black bear", max_results=10)
-    assert urls == ["https://a.example/1.jpg", "http://b.example/2.png", "https://c.example/3.webp", "https://d.example/4.jpg"]
+    assert urls == [
+        "https://a.example/1.jpg",
+        "http://b.example/2.png",
+        "https://c.example/3.webp",
+        "https://d.example/4.jpg",
+    ]
     assert fake_ddgs.calls == [("black bear", 1), ("black bear", 2), ("black bear", 3)]
 
 

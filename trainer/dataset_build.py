@@ -54,7 +54,9 @@ def build_dataset(
         report.outcomes["skipped"] += len(urls) - len(todo)
         with storage.session() as session, tqdm(total=len(todo), desc=label, unit="img", disable=not progress) as bar:
             for download in download_images(todo, policy=policy):
-                _store(session, storage=storage, download=download, label=label, index=index, log=fetch_log, report=report)
+                _store(
+                    session, storage=storage, download=download, label=label, index=index, log=fetch_log, report=report
+                )
                 seen.add(download.url)
                 bar.update(1)
                 bar.set_postfix_str(report.summary(), refresh=False)

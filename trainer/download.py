@@ -38,7 +38,7 @@ class Download:
     error: str | None = None
 
 
-class _Rejected(Exception):
+class _RejectedError(Exception):
     """A response we refuse; the message is the reason."""
 
 
@@ -58,7 +58,7 @@ def fetch_image(client: httpx.Client, url: str, *, policy: DownloadPolicy) -> Do
     try:
         data = _read_limited(client, url, policy=policy)
         return Download(url, data, inspect_image(data, max_pixels=policy.max_pixels))
-    except _Rejected as exc:
+    except _RejectedError as exc:
         return Download(url, error=str(exc))
     except ImageError as exc:
         return Download(url, error=f"not a usable image: {exc}")
@@ -74,27 +74,29 @@ def _read_limited(client: httpx.Client, url: str, *, policy: DownloadPolicy) -> 
     deadline = time.monotonic() + policy.total_s
     with client.stream("GET", url) as response:
         if response.status_code != 200:
-            raise _Rejected(f"HTTP {response.status_code}")
+            raise _RejectedError(f"HTTP {response.status_code}")
         ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype and not ctype.startswith("image/") and ctype not in _GENERIC_TYPES:
-            raise _Rejected(f"not an image (content-type {ctype})")
+            raise _RejectedError(f"not an image (content-type {ctype})")
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > policy.max_bytes:
-            raise _Rejected(f"too large ({int(declared):,} bytes; limit {policy.max_bytes:,})")
+            raise _RejectedError(f"too large ({int(declared):,} bytes; limit {policy.max_bytes:,})")
         chunks: list[bytes] = []
         size = 0
         # The declared length may lie or be absent: count while streaming.
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > policy.max_bytes:
-                raise _Rejected(f"too large (over {policy.max_bytes:,} bytes)")
+                raise _RejectedError(f"too large (over {policy.max_bytes:,} bytes)")
             if time.monotonic() > deadline:
                 raise httpx.ReadTimeout("total time limit", request=response.request)
             chunks.append(chunk)
     return b"".join(chunks)
 
 
-def download_images(urls: Iterable[str], *, policy: DownloadPolicy, client: httpx.Client | None = None) -> Iterator[Download]:
+def download_images(
+    urls: Iterable[str], *, policy: DownloadPolicy, client: httpx.Client | None = None
+) -> Iterator[Download]:
     """Fetch ``urls`` on ``policy.workers`` threads, yielding each result as it completes.
 
     Closing the iterator early (an error or Ctrl-C in the consumer) cancels what has not

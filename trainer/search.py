@@ -43,7 +43,13 @@ class DdgsImageSearch:
     """
 
     def __init__(
-        self, *, attempts: int = 4, wait_s: float = 5.0, max_wait_s: float = 60.0, timeout_s: int = 10, max_pages: int = 5
+        self,
+        *,
+        attempts: int = 4,
+        wait_s: float = 5.0,
+        max_wait_s: float = 60.0,
+        timeout_s: int = 10,
+        max_pages: int = 5,
     ) -> None:
         self.attempts = attempts
         self.wait_s = wait_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -16,9 +17,13 @@ app = typer.Typer(no_args_is_help=True)
 @app.command("build")
 def build_cmd(
     labels: str | None = typer.Option(None, "--labels", help="Comma-separated labels (default: BEARBOT_LABELS)."),
-    per_label: int | None = typer.Option(None, "--per-label", min=1, help="Search results per label (default: BEARBOT_SEARCH_PER_LABEL)."),
+    per_label: int | None = typer.Option(
+        None, "--per-label", min=1, help="Search results per label (default: BEARBOT_SEARCH_PER_LABEL)."
+    ),
     query: str | None = typer.Option(
-        None, "--query", help="Query template with {label} (default: BEARBOT_SEARCH_QUERY_TEMPLATE, e.g. '{label} bear')."
+        None,
+        "--query",
+        help="Query template with {label} (default: BEARBOT_SEARCH_QUERY_TEMPLATE, e.g. '{label} bear').",
     ),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Fetch again URLs that failed on earlier runs."),
 ) -> None:
@@ -109,7 +114,10 @@ def stats_cmd() -> None:
 
 
 def _print_failures(failures: list[tuple[str, str]]) -> None:
-    """One line per reason (web builds fail by the dozen for the same few reasons)."""
-    for reason, n in Counter(reason for _, reason in failures).most_common():
-        example = next(url for url, r in failures if r == reason)
-        typer.echo(f"failed {n}× {reason} (e.g. {example})", err=True)
+    """One line per kind of failure (web builds fail by the dozen for the same few reasons)."""
+    kinds: dict[str, list[str]] = {}
+    for url, reason in failures:
+        # Sizes differ per file; the rest of a reason names its kind ("HTTP 404", "timed out"…).
+        kinds.setdefault(re.sub(r"\d[\d,]{3,}", "…", reason)[:100], []).append(url)
+    for kind, urls in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
+        typer.echo(f"failed {len(urls)}× {kind} (e.g. {urls[0]})", err=True)
