@@ -20,7 +20,6 @@ from trainer.download import DownloadPolicy
 from trainer.ingest import IngestReport
 
 POLICY = DownloadPolicy(max_bytes=20_000, timeout_s=0.5, total_s=5.0, max_redirects=3, workers=4)
-TEMPLATE = "{label} bear"
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +42,20 @@ def _results(server: ImageServer) -> dict[str, list[str]]:
     }
 
 
-def _build(storage: Storage, search: FakeSearch, *, retry_failed: bool = False) -> IngestReport:
+def _build(
+    storage: Storage,
+    search: FakeSearch,
+    *,
+    labels: tuple[str, ...] = ("grizzly", "black", "teddy"),
+    template: str = "{label} bear",
+    retry_failed: bool = False,
+) -> IngestReport:
     return build_dataset(
         storage,
         search=search,
-        labels=("grizzly", "black", "teddy"),
+        labels=labels,
         per_label=20,
-        query_template=TEMPLATE,
+        query_template=template,
         policy=POLICY,
         retry_failed=retry_failed,
         progress=False,
@@ -142,28 +148,12 @@ def test_interrupted_download_keeps_stored_images(
     urls = {"dog pics": [server.url(f"/good/{n}.jpg") for n in range(1, 7)]}
     monkeypatch.setattr(build_module, "_store", store_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        build_dataset(
-            storage,
-            search=FakeSearch(urls),
-            labels=["dog"],
-            per_label=10,
-            query_template="{label} pics",
-            policy=POLICY,
-            progress=False,
-        )
+        _build(storage, FakeSearch(urls), labels=("dog",), template="{label} pics")
     assert _stored(storage) == {"dog": 2, "images": 2}
 
     monkeypatch.setattr(build_module, "_store", real_store)
     server.requests.clear()
-    report = build_dataset(
-        storage,
-        search=FakeSearch(urls),
-        labels=["dog"],
-        per_label=10,
-        query_template="{label} pics",
-        policy=POLICY,
-        progress=False,
-    )
+    report = _build(storage, FakeSearch(urls), labels=("dog",), template="{label} pics")
     assert report.outcomes["added"] == 4 and report.outcomes["skipped"] == 2
     assert sum(server.requests.values()) == 4 and _stored(storage) == {"dog": 6, "images": 6}
 

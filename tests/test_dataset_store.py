@@ -9,6 +9,7 @@ from bearbot.imaging import hash_distance, inspect_image
 from storage.dataset import (
     NEAR_DUPLICATE_DISTANCE,
     SAME_SIDE_DISTANCE,
+    AddResult,
     ItemSource,
     Outcome,
     PhashIndex,
@@ -38,6 +39,20 @@ def _correction(session: Session, image: Image, label: str) -> int:
     return correction.id
 
 
+def _add(
+    storage: Storage, session: Session, data: bytes, *, label: str = "black", index: PhashIndex | None = None
+) -> AddResult:
+    """Add ``data`` as an import item (golden fraction 0.2)."""
+    image = _image(storage, session, data)
+    return add_item(session, image=image, label=label, source=ItemSource.IMPORT, golden_fraction=0.2, index=index)
+
+
+def _correct(session: Session, image: Image, label: str, *, index: PhashIndex | None = None) -> AddResult:
+    """Record a correction of ``image`` and merge it."""
+    correction_id = _correction(session, image, label)
+    return add_correction_item(session, image=image, label=label, correction_id=correction_id, index=index)
+
+
 def _seed_for(split: Split, *, golden_fraction: float = 0.2, start: int = 0) -> int:
     """The first seed from ``start`` whose image bytes hash into ``split``."""
     seed = start
@@ -58,18 +73,15 @@ def test_assign_split_is_a_stable_hash_bucket() -> None:
 
 def test_add_item_dedups_exact_and_near_copies(storage: Storage) -> None:
     with storage.session() as s:
-        first = add_item(
-            s, image=_image(storage, s, distinct_image(1)), label="black", source=ItemSource.IMPORT, golden_fraction=0.2
-        )
+        first = _add(storage, s, distinct_image(1))
         again = add_item(s, image=first.item.image, label="teddy", source=ItemSource.SEARCH, golden_fraction=0.2)
         near_bytes = distinct_image(1, quality=55, size=(100, 90))
         assert hash_distance(inspect_image(near_bytes).phash, first.item.image.phash) <= NEAR_DUPLICATE_DISTANCE
         near = add_item(
             s, image=_image(storage, s, near_bytes), label="grizzly", source=ItemSource.SEARCH, golden_fraction=0.2
         )
-    assert first.outcome is Outcome.ADDED and first.item.split is assign_split(
-        first.item.image.sha256, golden_fraction=0.2
-    )
+    assert first.outcome is Outcome.ADDED
+    assert first.item.split is assign_split(first.item.image.sha256, golden_fraction=0.2)
     assert (again.outcome, again.item.id, again.item.label) == (Outcome.EXISTING, first.item.id, "black")
     assert (near.outcome, near.item.id) == (Outcome.NEAR_DUPLICATE, first.item.id)
 
@@ -78,64 +90,37 @@ def test_corrections_train_and_never_touch_golden(storage: Storage) -> None:
     golden_seed = _seed_for(Split.GOLDEN)
     train_seed = _seed_for(Split.TRAIN, start=golden_seed + 1)
     with storage.session() as s:
-        golden = add_item(
-            s,
-            image=_image(storage, s, distinct_image(golden_seed)),
-            label="black",
-            source=ItemSource.IMPORT,
-            golden_fraction=0.2,
-        ).item
-        trained = add_item(
-            s,
-            image=_image(storage, s, distinct_image(train_seed)),
-            label="black",
-            source=ItemSource.IMPORT,
-            golden_fraction=0.2,
-        ).item
+        golden = _add(storage, s, distinct_image(golden_seed)).item
+        trained = _add(storage, s, distinct_image(train_seed)).item
         assert (golden.split, trained.split) == (Split.GOLDEN, Split.TRAIN)
 
         # The golden image itself, and a re-encoded copy of it: refused, golden unchanged.
-        same = add_correction_item(
-            s, image=golden.image, label="teddy", correction_id=_correction(s, golden.image, "teddy")
-        )
+        same = _correct(s, golden.image, "teddy")
         copy = _image(storage, s, distinct_image(golden_seed, quality=50))
-        near = add_correction_item(s, image=copy, label="teddy", correction_id=_correction(s, copy, "teddy"))
+        near = _correct(s, copy, "teddy")
         assert same.outcome is near.outcome is Outcome.REFUSED_GOLDEN
         assert (golden.label, golden.split, golden.source) == ("black", Split.GOLDEN, "import")
 
         # The train image: relabelled in place. Its near-copy: merged into it.
-        relabel = add_correction_item(
-            s, image=trained.image, label="grizzly", correction_id=_correction(s, trained.image, "grizzly")
-        )
+        relabel = _correct(s, trained.image, "grizzly")
         twin = _image(storage, s, distinct_image(train_seed, quality=50))
-        merged = add_correction_item(s, image=twin, label="teddy", correction_id=(cid := _correction(s, twin, "teddy")))
+        merged = _correct(s, twin, "teddy")
         assert (relabel.outcome, merged.outcome) == (Outcome.RELABELED, Outcome.MERGED)
-        assert merged.item.id == trained.id and (trained.label, trained.source, trained.correction_id) == (
-            "teddy",
-            "correction",
-            cid,
-        )
+        assert merged.item.id == trained.id and (trained.label, trained.source) == ("teddy", "correction")
+        assert trained.correction_id == s.scalar(select(func.max(Correction.id)))  # the twin's, the newest
 
         # A new photo: a new train item, whatever its hash bucket says.
         fresh_seed = _seed_for(Split.GOLDEN, start=train_seed + 1)
         fresh = _image(storage, s, distinct_image(fresh_seed))
-        added = add_correction_item(s, image=fresh, label="grizzly", correction_id=_correction(s, fresh, "grizzly"))
+        added = _correct(s, fresh, "grizzly")
         assert added.outcome is Outcome.ADDED and added.item.split is Split.TRAIN and added.item.source == "correction"
 
 
 def test_correction_moves_a_valid_item_to_train(storage: Storage) -> None:
     seed = _seed_for(Split.VALID)
     with storage.session() as s:
-        item = add_item(
-            s,
-            image=_image(storage, s, distinct_image(seed)),
-            label="black",
-            source=ItemSource.IMPORT,
-            golden_fraction=0.2,
-        ).item
-        result = add_correction_item(
-            s, image=item.image, label="black", correction_id=_correction(s, item.image, "black")
-        )
+        item = _add(storage, s, distinct_image(seed)).item
+        result = _correct(s, item.image, "black")
     assert result.outcome is Outcome.RELABELED and result.item.split is Split.TRAIN
 
 
@@ -144,14 +129,7 @@ def test_near_variants_stay_on_the_same_side(storage: Storage) -> None:
     golden_seed = _seed_for(Split.GOLDEN)
     with storage.session() as s:
         index = PhashIndex.load(s)
-        golden = add_item(
-            s,
-            image=_image(storage, s, distinct_image(golden_seed)),
-            label="black",
-            source=ItemSource.IMPORT,
-            golden_fraction=0.2,
-            index=index,
-        ).item
+        golden = _add(storage, s, distinct_image(golden_seed), index=index).item
         # A lightly cropped copy would be 7-10 bits away; set such a hash on another image.
         variant = _image(storage, s, distinct_image(_seed_for(Split.TRAIN, start=golden_seed + 1)))
         variant.phash = f"{int(golden.image.phash, 16) ^ 0b1111111:016x}"
@@ -162,13 +140,7 @@ def test_near_variants_stay_on_the_same_side(storage: Storage) -> None:
 def test_labels_counts_and_items(storage: Storage) -> None:
     with storage.session() as s:
         for seed, label in [(1, "dog"), (2, "cat"), (3, "dog")]:
-            add_item(
-                s,
-                image=_image(storage, s, distinct_image(seed)),
-                label=label,
-                source=ItemSource.IMPORT,
-                golden_fraction=0.2,
-            )
+            _add(storage, s, distinct_image(seed), label=label)
     with storage.session() as s:
         assert dataset_labels(s) == ("cat", "dog")
         assert sum(c.count for c in dataset_counts(s)) == 3
@@ -184,16 +156,13 @@ def test_no_correction_ever_reaches_golden_or_sits_beside_it(storage: Storage) -
     with storage.session() as s:
         index = PhashIndex.load(s)
         for seed in range(40):
-            image = _image(storage, s, distinct_image(seed))
-            add_item(s, image=image, label="black", source=ItemSource.IMPORT, golden_fraction=0.2, index=index)
+            _add(storage, s, distinct_image(seed), index=index)
         golden_before = {e.item_id for e in list_items(s, images=storage.images, split=Split.GOLDEN)}
         assert golden_before
         for seed in range(40):
             for data in (distinct_image(seed), distinct_image(seed, quality=40, size=(120, 100))):
                 image = _image(storage, s, data)
-                add_correction_item(
-                    s, image=image, label="teddy", correction_id=_correction(s, image, "teddy"), index=index
-                )
+                _correct(s, image, "teddy", index=index)
     with storage.session() as s:
         golden = list_items(s, images=storage.images, split=Split.GOLDEN)
         trained = [e for e in list_items(s, images=storage.images) if e.split is not Split.GOLDEN]
@@ -207,13 +176,7 @@ def test_no_correction_ever_reaches_golden_or_sits_beside_it(storage: Storage) -
 def test_the_newest_correction_wins_in_any_order(storage: Storage) -> None:
     seed = _seed_for(Split.TRAIN)
     with storage.session() as s:
-        item = add_item(
-            s,
-            image=_image(storage, s, distinct_image(seed)),
-            label="black",
-            source=ItemSource.IMPORT,
-            golden_fraction=0.2,
-        ).item
+        item = _add(storage, s, distinct_image(seed)).item
         older, newer = _correction(s, item.image, "teddy"), _correction(s, item.image, "grizzly")
         first = add_correction_item(s, image=item.image, label="grizzly", correction_id=newer)
         late = add_correction_item(s, image=item.image, label="teddy", correction_id=older)
