@@ -78,6 +78,11 @@ class BearNet(nn.Module):
         return [list(self.body.parameters()), list(self.head.parameters())]
 
 
+def bearnet_splitter(model: BearNet) -> list[list[nn.Parameter]]:
+    """fastai ``splitter`` (module-level so exported learners pickle a reference the bot can import)."""
+    return model.param_groups()
+
+
 def bear_score(imagenet_logits: torch.Tensor, bear_classes: Sequence[int] = IMAGENET_BEAR_CLASSES) -> torch.Tensor:
     """Softmax probability mass the ImageNet classifier puts on bear classes, per image."""
     return imagenet_logits.softmax(dim=-1)[..., list(bear_classes)].sum(dim=-1)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image
+from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image, to_rgb
 
 
 def center_crop_resize(img: Image.Image, size: int) -> Image.Image:
@@ -47,13 +47,16 @@ def preprocess_bytes(
     return preprocess_image(open_image(data, max_pixels=max_pixels), size=size, mean=mean, std=std)
 
 
-def read_item_image(item: tuple[str | Path, ...] | str | Path) -> Image.Image:
-    """fastai ``get_x`` for (path, label, …) items or bare paths: decode with the same safety rules.
+def read_item_image(item: object) -> Image.Image:
+    """fastai ``get_x`` for [path, label] items or bare paths: decode with the same safety rules.
 
     It lives in the shared package because exported learners pickle a reference to it, and the
-    bot (which never imports the trainer) must be able to unpickle them.
+    bot (which never imports the trainer) must be able to unpickle them. ``item`` is typed
+    ``object`` on purpose: fastcore evaluates the hint and cannot parse ``X | Y`` unions.
     """
-    path = item[0] if isinstance(item, tuple) else item
+    if isinstance(item, Image.Image):  # learn.predict(img) passes a decoded image through get_x
+        return to_rgb(item)
+    path = item[0] if isinstance(item, list | tuple) else item
     return open_image(Path(path).read_bytes())
 
 

@@ -162,3 +162,26 @@ def test_publish_is_versioned_and_tampering_is_refused(tmp_path: Path) -> None:
         read_verified(first, sha)
     with pytest.raises(ArtifactError, match="does not exist"):
         read_verified(tmp_path / "missing.pkl", sha)
+
+
+def test_predict_cli_uses_v0_and_reports_bad_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from bearbot.cli import app
+
+    monkeypatch.setenv("BEARBOT_DATA_DIR", str(tmp_path / "var"))
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a photo")
+    teddy = FIXTURES / "bears" / "teddy" / "teddy2.jpg"
+    temple = FIXTURES / "not_bears" / "temple.jpg"
+    result = CliRunner().invoke(app, ["predict", "--json", str(teddy), str(bad), str(temple)])
+    assert result.exit_code == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [line["path"] for line in lines] == [str(teddy), str(bad), str(temple)]
+    assert lines[0]["label"] == "teddy" and lines[0]["is_bear"] and lines[0]["model_version"] == 1
+    assert set(lines[0]["probabilities"]) == set(LABELS)
+    assert "error" in lines[1] and lines[2]["is_bear"] is False
+    text = CliRunner().invoke(app, ["predict", str(teddy), str(temple)])
+    assert text.exit_code == 0 and "teddy" in text.output and "I don't see a bear" in text.output

@@ -1,0 +1,108 @@
+"""Training data as fastai sees it: explicit (path, label) items → ``DataBlock`` → ``DataLoaders``.
+
+The book's recipe: ``DataBlock(ImageBlock, CategoryBlock)``, ``RandomResizedCrop(224, min_scale=0.5)``
+and ``aug_transforms()``. The validation crop is fastai's centred ``Resize``, which is exactly what
+serving does (``bearbot.preprocess``), so validation numbers are serving numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from bearbot.preprocess import fastai_item_tfms, read_item_image
+
+if TYPE_CHECKING:
+    from fastai.data.core import DataLoaders
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+
+
+class LabelledItem(Protocol):
+    """Anything with a path and a label (``storage.dataset.DatasetEntry`` fits)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def label(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class LabelledImage:
+    """One image file and its label."""
+
+    path: Path
+    label: str
+
+
+def folder_items(root: Path) -> list[LabelledImage]:
+    """Images under ``root/<label>/`` (the book's ``bears/`` layout), sorted for determinism."""
+    items = [
+        LabelledImage(path, sub.name)
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for path in sorted(sub.rglob("*"))
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    ]
+    if not items:
+        raise ValueError(f"{root} has no images in label sub-folders (expected {root}/<label>/*.jpg)")
+    return items
+
+
+def content_bucket(path: Path, salt: str = "") -> float:
+    """A number in [0, 1) fixed by the file's bytes: splits survive renames and added files."""
+    digest = hashlib.sha256(salt.encode() + path.read_bytes()).hexdigest()
+    return int(digest[:16], 16) / 2**64
+
+
+def split_by_content(
+    items: Sequence[LabelledImage], fraction: float, *, salt: str = ""
+) -> tuple[list[LabelledImage], list[LabelledImage]]:
+    """Deterministic (rest, held-out) split: an image is held out when its content bucket < ``fraction``."""
+    rest, held = [], []
+    for item in items:
+        (held if content_bucket(item.path, salt) < fraction else rest).append(item)
+    return rest, held
+
+
+def labels_of(items: Iterable[LabelledItem]) -> tuple[str, ...]:
+    """The sorted label set present in ``items``."""
+    return tuple(sorted({item.label for item in items}))
+
+
+def as_pairs(items: Iterable[LabelledItem]) -> list[list[str]]:
+    """fastai items: plain ``[path, label]`` lists (not tuples: fastai transforms map over tuples)."""
+    return [[str(item.path), item.label] for item in items]
+
+
+def make_dataloaders(
+    train_items: Sequence[LabelledItem],
+    valid_items: Sequence[LabelledItem],
+    *,
+    labels: Sequence[str],
+    size: int,
+    batch_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: str,
+    num_workers: int,
+) -> DataLoaders:
+    """``DataLoaders`` over explicit train / valid items with the book's augmentations."""
+    from fastai.data.block import CategoryBlock, DataBlock
+    from fastai.data.transforms import IndexSplitter, ItemGetter, Normalize
+    from fastai.vision.augment import aug_transforms
+    from fastai.vision.data import ImageBlock
+
+    items = as_pairs(train_items) + as_pairs(valid_items)
+    block = DataBlock(
+        blocks=(ImageBlock, CategoryBlock(vocab=list(labels), sort=False)),  # model row order
+        get_x=read_item_image,  # bearbot.preprocess: the bot can unpickle an exported learner
+        get_y=ItemGetter(1),
+        splitter=IndexSplitter(list(range(len(train_items), len(items)))),
+        item_tfms=fastai_item_tfms(size),
+        batch_tfms=[*aug_transforms(), Normalize.from_stats(list(mean), list(std))],
+    )
+    return block.dataloaders(items, bs=batch_size, device=device, num_workers=num_workers)
