@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.orm import Session
 
 from bearbot.prediction import Classifier
@@ -16,6 +17,7 @@ from bot.app import build_application, default_loader, running
 from bot.console.fake_api import FakeBotApi, Sent
 from bot.model_holder import ClassifierLoader
 from bot.services import BotServices, get_services
+from storage import model_versions
 from storage.models import ModelVersion
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -159,3 +161,29 @@ def eventually(check: Callable[[], Any], *, timeout: float = 10.0) -> Any:
         if value or time.monotonic() > deadline:
             return value
         time.sleep(0.05)
+
+
+def new_version(bot: RunningBot, **fields: Any) -> int:
+    """Create and activate a copy of v1 (the built-in model) with ``fields`` changed; returns its id."""
+
+    def create(session: Session) -> int:
+        v1 = model_versions.get_version(session, version_id=1)
+        assert v1 is not None
+        values = {"artifact_path": None, "sha256": v1.sha256, "arch": v1.arch, "labels": v1.labels, "metrics": {}, **fields}
+        return model_versions.create_version(session, activate=True, **values).id
+
+    return bot.db(create)
+
+
+# Fixtures for the bot test modules (import them there: ``from tests.bot_harness import bot, loader``).
+@pytest.fixture(scope="module")
+def loader() -> CachingLoader:
+    """One v0 network per test module."""
+    return CachingLoader()
+
+
+@pytest.fixture
+def bot(tmp_path: Path, loader: CachingLoader) -> Iterator[RunningBot]:
+    """A running bot on a fresh data dir, polling the model version every 0.2 s."""
+    with RunningBot(tmp_path / "var", loader=loader, model_poll_seconds=0.2) as running:
+        yield running

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from storage import model_versions
 from storage.models import Correction, CorrectionStatus, DatasetItem, Origin, Split, TrainingRun
-from tests.bot_harness import ADMIN, ALICE, BOB, GROUP, CachingLoader, RunningBot, bear, eventually
-
-
-@pytest.fixture(scope="module")
-def loader() -> CachingLoader:
-    return CachingLoader()
-
-
-@pytest.fixture
-def bot(tmp_path: Path, loader: CachingLoader) -> Iterator[RunningBot]:
-    with RunningBot(tmp_path / "var", loader=loader, model_poll_seconds=0.2) as running:
-        yield running
+from tests.bot_harness import bot, loader  # noqa: F401 - pytest fixtures
+from tests.bot_harness import ADMIN, ALICE, BOB, GROUP, bear, eventually, new_version, RunningBot
 
 
 @pytest.mark.parametrize("command", ["/retrain", "/stats", "/model", "/rollback", "/pending"])
@@ -82,21 +70,12 @@ def test_pending_lists_with_buttons_and_admin_approves(bot: RunningBot) -> None:
 
 def test_rollback_swaps_back_and_next_photo_uses_it(bot: RunningBot) -> None:
     assert "Nothing to roll back to" in bot.reply(bot.send(ADMIN, text="/rollback")).text
-    _activate_copy_of_v1(bot)
+    new_version(bot)
     eventually(lambda: bot.services.models.version.id == 2)
     assert bot.reply(bot.send(ADMIN, text="/rollback")).text == "Rolled back: now serving v1 (was v2)."
     assert bot.services.models.version.id == 1
     bot.reply(bot.send(ALICE, photo=bear("teddy")))
     assert _last_prediction_version(bot) == 1
-
-
-def _activate_copy_of_v1(bot: RunningBot, **fields: object) -> int:
-    def create(session: object) -> int:
-        v1 = model_versions.get_version(session, version_id=1)  # type: ignore[arg-type]
-        values = {"artifact_path": None, "sha256": v1.sha256, "arch": v1.arch, "labels": v1.labels, "metrics": {}, **fields}
-        return model_versions.create_version(session, activate=True, **values).id  # type: ignore[arg-type]
-
-    return bot.db(create)
 
 
 def _last_prediction_version(bot: RunningBot) -> int:

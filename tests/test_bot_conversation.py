@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from storage.models import Correction, CorrectionStatus, Image, Prediction, User
-from tests.bot_harness import ADMIN, ALICE, BOB, CachingLoader, RunningBot, bear, eventually, not_bear
-
-
-@pytest.fixture(scope="module")
-def loader() -> CachingLoader:
-    return CachingLoader()
-
-
-@pytest.fixture
-def bot(tmp_path: Path, loader: CachingLoader) -> Iterator[RunningBot]:
-    with RunningBot(tmp_path / "var", loader=loader) as running:
-        yield running
+from tests.bot_harness import bot, loader  # noqa: F401 - pytest fixtures
+from tests.bot_harness import ADMIN, ALICE, BOB, bear, CachingLoader, eventually, not_bear, RunningBot
 
 
 def test_photo_gets_label_confidence_buttons_and_a_prediction_row(bot: RunningBot) -> None:

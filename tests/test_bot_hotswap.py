@@ -5,35 +5,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from storage import model_versions
 from storage.models import Prediction
-from tests.bot_harness import ADMIN, ALICE, CachingLoader, RunningBot, bear, eventually
-
-
-@pytest.fixture(scope="module")
-def loader() -> CachingLoader:
-    return CachingLoader()
-
-
-@pytest.fixture
-def bot(tmp_path: Path, loader: CachingLoader) -> Iterator[RunningBot]:
-    with RunningBot(tmp_path / "var", loader=loader, model_poll_seconds=0.2) as running:
-        yield running
-
-
-def _new_version(bot: RunningBot, **fields: object) -> int:
-    def create(session: object) -> int:
-        v1 = model_versions.get_version(session, version_id=1)  # type: ignore[arg-type]
-        values = {"artifact_path": None, "sha256": v1.sha256, "arch": v1.arch, "labels": v1.labels, "metrics": {}, **fields}
-        return model_versions.create_version(session, activate=True, **values).id  # type: ignore[arg-type]
-
-    return bot.db(create)
+from tests.bot_harness import bot, loader  # noqa: F401 - pytest fixtures
+from tests.bot_harness import ADMIN, ALICE, bear, eventually, new_version, RunningBot
 
 
 def _prediction_versions(bot: RunningBot) -> list[int]:
@@ -42,7 +21,7 @@ def _prediction_versions(bot: RunningBot) -> list[int]:
 
 def test_new_active_version_answers_the_next_photo(bot: RunningBot) -> None:
     bot.reply(bot.send(ALICE, photo=bear("grizzly")))
-    v2 = _new_version(bot, metrics={"golden_error": 0.012})
+    v2 = new_version(bot, metrics={"golden_error": 0.012})
     assert eventually(lambda: bot.services.models.version.id == v2, timeout=10)
     bot.reply(bot.send(ALICE, photo=bear("grizzly", 2)))
     assert eventually(lambda: _prediction_versions(bot) == [1, v2])
@@ -57,7 +36,7 @@ def test_broken_artifact_keeps_the_old_model_and_tells_admins(bot: RunningBot, p
     (models_dir / "broken.pkl").write_bytes(garbage)
     sha = {"wrong sha256": "0" * 64, "garbage file": hashlib.sha256(garbage).hexdigest(), "missing file": "1" * 64}[problem]
     path = "gone.pkl" if problem == "missing file" else "broken.pkl"
-    bad = _new_version(bot, artifact_path=path, sha256=sha)
+    bad = new_version(bot, artifact_path=path, sha256=sha)
     warning = bot.api.wait_for(lambda s: s.chat_id == ADMIN["id"] and (s.text or "").startswith("⚠️"))[0]
     assert f"Model v{bad} could not be loaded" in warning.text and "still serving v1" in warning.text
     assert bot.services.models.version.id == 1
@@ -81,7 +60,7 @@ def test_200_predictions_across_a_swap_all_succeed(bot: RunningBot) -> None:
 
         tasks = [asyncio.create_task(one(i)) for i in range(200)]
         await asyncio.sleep(0.1)
-        await asyncio.to_thread(_new_version, bot)
+        await asyncio.to_thread(new_version, bot)
         result = await services.models.refresh()
         return list(await asyncio.gather(*tasks)), result.pause_ms
 
