@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dtm
 import logging
+import warnings
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
+from telegram.warnings import PTBDeprecationWarning
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +24,10 @@ JSON = bool | dict[str, Any] | list[dict[str, Any]]
 
 def retry_seconds(exc: RetryAfter) -> float:
     """``RetryAfter.retry_after`` as seconds (it is an int or a timedelta depending on settings)."""
-    value = exc.retry_after
+    with warnings.catch_warnings():
+        # PTB 22.2+ warns that the int form will become a timedelta; both are handled here.
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
     return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
 
 
