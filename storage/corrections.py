@@ -81,6 +81,8 @@ def record_correction(
         row.status = CorrectionStatus.PENDING
         row.reviewed_by = None
         row.updated_at = utcnow()
+        row.merged_at = None  # the new label has not been learned yet
+        row.merge_outcome = None
     if is_admin:
         row.status = CorrectionStatus.ACCEPTED
         row.reviewed_by = user_id

@@ -187,6 +187,10 @@ class Correction(Base):
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Set when a training snapshot has dealt with this (accepted) correction, whatever the outcome
+    # (added, relabelled, merged, superseded, refused as golden); cleared when the label changes.
+    merged_at: Mapped[datetime | None] = mapped_column(default=None)
+    merge_outcome: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class DatasetItem(Base):

@@ -5,27 +5,32 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.models import Correction, CorrectionStatus, DatasetItem, Split
+from storage.models import Correction, CorrectionStatus, DatasetItem, Split, utcnow
 
 
 def corrections_waiting(session: Session) -> list[Correction]:
-    """Accepted corrections not yet merged into the dataset (oldest first).
+    """Accepted corrections no training snapshot has dealt with yet (oldest first).
 
     Corrections of golden images never train (the golden split is fixed), so they never wait.
     """
-    merged = select(DatasetItem.correction_id).where(DatasetItem.correction_id.is_not(None))
     golden = select(DatasetItem.image_id).where(DatasetItem.split == Split.GOLDEN)
     return list(
         session.scalars(
             select(Correction)
             .where(
                 Correction.status == CorrectionStatus.ACCEPTED,
-                Correction.id.not_in(merged),
+                Correction.merged_at.is_(None),
                 Correction.image_id.not_in(golden),
             )
             .order_by(Correction.id)
         )
     )
+
+
+def mark_merged(session: Session, *, correction: Correction, outcome: str) -> None:
+    """Record that a snapshot dealt with ``correction`` (so it stops waiting)."""
+    correction.merged_at = utcnow()
+    correction.merge_outcome = outcome[:16]
 
 
 def split_counts(session: Session) -> dict[Split, int]:

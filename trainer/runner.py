@@ -45,7 +45,8 @@ def take_snapshot(storage: Storage) -> Snapshot:
             result = dataset.add_correction_item(
                 session, image=image, label=correction.label, correction_id=correction.id, index=index
             )
-            merged += result.outcome is not dataset.Outcome.REFUSED_GOLDEN
+            snapshot.mark_merged(session, correction=correction, outcome=str(result.outcome))
+            merged += result.outcome in (dataset.Outcome.ADDED, dataset.Outcome.RELABELED, dataset.Outcome.MERGED)
         labels = dataset.dataset_labels(session)
         items = dataset.list_items(session, images=storage.images)
     by_split = {split: [i for i in items if i.split is split] for split in Split}
