@@ -1,9 +1,42 @@
-"""Placeholder: ``bearbot run`` and ``chat`` are filled in by the bot issue."""
+"""``bearbot run`` (the Telegram bot) and ``bearbot chat`` (the same bot in a terminal, offline)."""
 
 from __future__ import annotations
 
+import logging
+
 import typer
+
+from bearbot.cli.common import settings_or_exit
+
+NO_TOKEN = (
+    "TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in .env or the environment, "
+    "or try the bot offline with `bearbot chat`."
+)
+
+
+def run_cmd() -> None:
+    """Start the Telegram bot (long polling; webhook mode when BEARBOT_WEBHOOK_URL is set)."""
+    settings = settings_or_exit()
+    if not settings.token:
+        typer.echo(NO_TOKEN, err=True)
+        raise typer.Exit(2)
+    from bot.runner import run_bot
+
+    run_bot(settings)
+
+
+def chat_cmd() -> None:
+    """Talk to the bot offline in this terminal: image paths, /correct, /stats, /retrain… (reads stdin to EOF)."""
+    settings = settings_or_exit()
+    # The transcript is the point here: keep library chatter out of it unless asked for.
+    if settings.log_level.upper() not in ("DEBUG",):
+        logging.getLogger().setLevel(logging.WARNING)
+    from bot.console.chat import chat
+
+    chat(settings)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the top-level app."""
+    app.command("run")(run_cmd)
+    app.command("chat")(chat_cmd)

@@ -1,0 +1,45 @@
+"""``bearbot run`` without a token, and ``bearbot chat`` driven through piped input."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from bearbot.cli import app
+from bearbot.settings import load_settings
+from bot.console.chat import chat
+from storage.models import Correction, Prediction
+from storage.store import open_storage
+from tests.bot_harness import FIXTURES, CachingLoader
+
+
+def test_run_without_token_says_what_to_set_in_one_sentence() -> None:
+    result = CliRunner().invoke(app, ["run"])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "TELEGRAM_BOT_TOKEN" in lines[0] and ".env" in lines[0] and "bearbot chat" in lines[0]
+
+
+def test_chat_runs_the_bot_from_piped_lines(tmp_path: Path) -> None:
+    grizzly = FIXTURES / "bears" / "grizzly" / "grizzly1.jpg"
+    script = f"{grizzly}\n/correct Teddy\n1\n{FIXTURES / 'bears' / 'black'}\n/stats\n/labels\nmissing.jpg\n"
+    settings = load_settings(data_dir=tmp_path / "var")
+    out = io.StringIO()
+    chat(settings, lines=io.StringIO(script), out=out, loader=CachingLoader().for_settings(settings))
+    text = out.getvalue()
+    assert "bearbot › 🐻 grizzly" in text
+    assert "[1] ✅ yes, grizzly  [2] it's black  [3] it's teddy" in text
+    assert "Recorded: teddy — I said grizzly" in text
+    assert "Updated: grizzly" in text  # tapping [1] confirms instead
+    assert text.count("bearbot › 🐻 black") >= 3  # the folder went as an album, every photo answered
+    assert "Predictions: 5" in text and "I know these labels: grizzly, black, teddy." in text
+    assert "no such file: missing.jpg" in text
+    storage = open_storage(settings)
+    with storage.session() as session:
+        assert len(session.scalars(select(Prediction)).all()) == 5
+        assert session.scalar(select(Correction.label)) == "grizzly"
+    storage.close()
