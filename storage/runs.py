@@ -160,9 +160,8 @@ def describe_run(run: TrainingRun) -> str:
     if cand is not None and cur is not None:
         figures = f" Golden-set error: candidate {cand:.1%} vs serving {cur:.1%}."
     counts = f" Trained on {run.n_train or 0} images ({run.n_corrections or 0} from corrections)."
-    took = ""
-    if run.started_at and run.finished_at:
-        took = f" Took {(run.finished_at - run.started_at).total_seconds():.0f} s."
+    seconds = m.get("seconds")
+    took = f" Took {seconds:.0f} s." if isinstance(seconds, int | float) else ""
     if run.status == RunStatus.SUCCEEDED:
         return f"Training run #{run.id} succeeded: model v{run.model_version_id} is now serving.{figures}{counts}{took}"
     if run.status == RunStatus.REJECTED:

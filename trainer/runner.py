@@ -39,14 +39,15 @@ def take_snapshot(storage: Storage) -> Snapshot:
     """Merge accepted corrections into the dataset, then list every split."""
     with storage.session() as session:
         index = dataset.PhashIndex.load(session)
-        merged = 0
+        learned: set[int] = set()  # dataset items a correction changed or added
         for correction in snapshot.corrections_waiting(session):
             image = session.get_one(Image, correction.image_id)
             result = dataset.add_correction_item(
                 session, image=image, label=correction.label, correction_id=correction.id, index=index
             )
             snapshot.mark_merged(session, correction=correction, outcome=str(result.outcome))
-            merged += result.outcome in (dataset.Outcome.ADDED, dataset.Outcome.RELABELED, dataset.Outcome.MERGED)
+            if result.outcome in (dataset.Outcome.ADDED, dataset.Outcome.RELABELED, dataset.Outcome.MERGED):
+                learned.add(result.item.id)
         labels = dataset.dataset_labels(session)
         items = dataset.list_items(session, images=storage.images)
     by_split = {split: [i for i in items if i.split is split] for split in Split}
@@ -55,7 +56,7 @@ def take_snapshot(storage: Storage) -> Snapshot:
         valid=by_split[Split.VALID],
         golden=by_split[Split.GOLDEN],
         labels=labels,
-        merged_corrections=merged,
+        merged_corrections=len(learned),
     )
 
 

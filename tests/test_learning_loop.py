@@ -1,0 +1,154 @@
+"""The learning loop with real (tiny) training: corrections → run → gate → promote / reject / fail."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bearbot.inference import TorchClassifier
+from bearbot.settings import Settings, load_settings, settings_to_env
+from storage import corrections, model_versions, runs, snapshot, users
+from storage.models import CorrectionStatus, Origin, RunStatus, Trigger
+from storage.store import Storage, open_storage
+from trainer import runner
+from trainer.dataset_import import import_folder
+
+pytestmark = pytest.mark.slow
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def tiny_settings(tmp_path: Path, **overrides: object) -> Settings:
+    # golden_fraction 0.3 puts 3 of the 12 fixture photos in the golden split (by their sha256).
+    return load_settings(
+        data_dir=tmp_path / "var", golden_fraction=0.3, train_epochs=1, train_batch_size=4,
+        train_image_size=96, device="cpu", **overrides,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Storage:
+    torch.set_num_threads(2)
+    store = open_storage(tiny_settings(tmp_path))
+    import_folder(store, FIXTURES / "bears", progress=False)
+    yield store
+    store.close()
+
+
+def correct(store: Storage, *, path: Path, label: str, telegram_ids: tuple[int, ...]) -> None:
+    """Users send ``path`` and correct it to ``label`` (two users agreeing are accepted)."""
+    with store.session() as s:
+        image, _ = store.images.put(s, data=path.read_bytes(), origin=Origin.UPLOAD)
+        for tid in telegram_ids:
+            user = users.upsert_user(s, telegram_id=tid, display_name=str(tid), is_admin=False)
+            corrections.record_correction(
+                s, image_id=image.id, user_id=user.id, label=label, prediction_id=None,
+                is_admin=False, required=store.settings.corrections_to_accept,
+            )
+
+
+def active_id(store: Storage) -> int | None:
+    with store.session() as s:
+        active = model_versions.get_active(s)
+        return active.id if active else None
+
+
+def test_no_dataset_no_run(tmp_path: Path) -> None:
+    empty = open_storage(tiny_settings(tmp_path / "empty"))
+    with pytest.raises(RuntimeError, match="bearbot dataset build"):
+        runner.run_now(empty)
+    with empty.session() as s:
+        assert runs.latest_run(s) is None
+    empty.close()
+
+
+def test_corrections_merge_train_and_gate(store: Storage) -> None:
+    photo = FIXTURES / "not_bears" / "person.jpg"  # a new image, corrected to "teddy" by two users
+    correct(store, path=photo, label="teddy", telegram_ids=(1, 2))
+    correct(store, path=FIXTURES / "bears" / "black" / "black1.jpg", label="grizzly", telegram_ids=(3,))  # one user: pending
+    with store.session() as s:
+        waiting = snapshot.corrections_waiting(s)
+        assert len(waiting) == 2 and len({c.image_id for c in waiting}) == 1  # two users, one image
+    run = runner.run_now(store)
+    assert run.status in (RunStatus.SUCCEEDED, RunStatus.REJECTED), run.error
+    m = run.metrics
+    assert m["promoted"] == (m["candidate_error"] <= m["current_error"] + store.settings.promote_tolerance)
+    assert run.n_corrections == 1 and run.n_golden == 3 and m["merged_corrections"] == 1
+    assert Path(m["candidate"]["confusion_png"]).is_file()
+    with store.session() as s:
+        assert snapshot.corrections_waiting(s) == []  # merged once, not again
+        pending = corrections.list_pending(s)
+        assert len(pending) == 1 and pending[0].status == CorrectionStatus.PENDING  # the lone user's stays out
+        active = model_versions.get_active(s)
+        if run.status is RunStatus.SUCCEEDED:
+            assert active.id == run.model_version_id and active.artifact_path
+            assert (store.settings.models_dir / active.artifact_path).is_file()
+        else:
+            assert active.artifact_path is None  # v0 keeps serving
+
+
+def test_worse_candidate_is_rejected(store: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainer import train
+
+    real = train.train_candidate
+
+    def sabotaged(**kwargs: object) -> train.TrainResult:
+        result = real(**kwargs)
+        with torch.no_grad():  # invert the head: every confident answer becomes wrong
+            result.model.head.weight.mul_(-1.0)
+            result.model.head.bias.mul_(-1.0)
+        # the serving wrapper holds a frozen, traced copy: wrap the sabotaged weights anew
+        result.classifier = TorchClassifier(result.model, version_id=None)
+        return result
+
+    monkeypatch.setattr(train, "train_candidate", sabotaged)
+    before = active_id(store) or runner._load_serving(store, store.settings).version_id
+    run = runner.run_now(store)
+    assert run.status is RunStatus.REJECTED, (run.error, run.metrics["candidate_error"], run.metrics["current_error"])
+    assert run.metrics["candidate_error"] > run.metrics["current_error"]
+    assert active_id(store) == before
+    assert "not promoted" in runs.describe_run(run)
+
+
+def test_run_that_raises_keeps_the_model_and_records_the_error(store: Storage) -> None:
+    before = runner._load_serving(store, store.settings).version_id
+    for f in store.settings.images_dir.rglob("*.jpg"):  # the image files vanish under the trainer
+        f.unlink()
+    run = runner.run_now(store)
+    assert run.status is RunStatus.FAILED
+    assert run.error and ("No such file" in run.error or "FileNotFoundError" in run.error or "unreadable" in run.error)
+    assert active_id(store) == before
+    assert "failed" in runs.describe_run(run)
+
+
+def test_killed_worker_is_recovered_at_next_start(store: Storage) -> None:
+    with store.session() as s:
+        run, _ = runs.queue_run(s, trigger=Trigger.ADMIN)
+    env = {**os.environ, **settings_to_env(store.settings)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bearbot", "worker", "--once"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with store.session() as s:
+                if runs.get_run(s, run_id=run.id).status is RunStatus.RUNNING:
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the worker never claimed the run")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # like an OOM kill: no chance to record anything
+        proc.wait(timeout=30)
+    assert runner.recover(store) == [run.id]
+    with store.session() as s:
+        dead = runs.get_run(s, run_id=run.id)
+        assert dead.status is RunStatus.FAILED and "died" in (dead.error or "")
