@@ -43,3 +43,13 @@ def test_chat_runs_the_bot_from_piped_lines(tmp_path: Path) -> None:
         assert len(session.scalars(select(Prediction)).all()) == 5
         assert session.scalar(select(Correction.label)) == "grizzly"
     storage.close()
+
+
+def test_webhook_mode_without_tornado_fails_clearly(monkeypatch: object) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("tornado") is not None:
+        return  # the webhooks extra is installed: nothing to check
+    env = {"TELEGRAM_BOT_TOKEN": "1:x", "BEARBOT_WEBHOOK_URL": "https://bot.example/hook"}
+    result = CliRunner().invoke(app, ["run"], env=env)
+    assert result.exit_code == 1 and "python-telegram-bot[webhooks]" in result.output

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from storage.models import Correction, CorrectionStatus, Image, Prediction, User
 from tests.bot_harness import bot, loader  # noqa: F401 - pytest fixtures
-from tests.bot_harness import ADMIN, ALICE, BOB, bear, CachingLoader, eventually, not_bear, RunningBot
+from tests.bot_harness import ADMIN, ALICE, BOB, GROUP, bear, CachingLoader, eventually, not_bear, RunningBot
 
 
 def test_photo_gets_label_confidence_buttons_and_a_prediction_row(bot: RunningBot) -> None:
@@ -67,7 +67,7 @@ def test_correct_as_reply_without_reply_bad_label_and_repeat(bot: RunningBot) ->
 
 
 def test_buttons_record_corrections_and_two_users_accept(bot: RunningBot) -> None:
-    photo = bot.send(ALICE, photo=bear("grizzly", 3))
+    photo = bot.send(ALICE, chat=GROUP, photo=bear("grizzly", 3))
     answer = bot.reply(photo)
     bot.api.press_button(ALICE, answer, _data(answer, "black"))
     edited = bot.api.wait_for(lambda s: s.message_id == answer.message_id and "Recorded: black" in (s.text or ""))[0]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 import typer
 
-from bearbot.cli.common import settings_or_exit
+from bearbot.cli.common import fail, settings_or_exit
 
 NO_TOKEN = (
     "TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in .env or the environment, "
@@ -20,6 +21,11 @@ def run_cmd() -> None:
     if not settings.token:
         typer.echo(NO_TOKEN, err=True)
         raise typer.Exit(2)
+    if settings.webhook_url and importlib.util.find_spec("tornado") is None:
+        raise fail(
+            "webhook mode (BEARBOT_WEBHOOK_URL) needs python-telegram-bot's webhooks extra: "
+            "pip install 'python-telegram-bot[webhooks]'"
+        )
     from bot.runner import run_bot
 
     run_bot(settings)
