@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 from telegram import Bot, Message
 from telegram._utils.files import is_local_file
+from telegram.error import BadRequest
 
 
 class TooLargeError(Exception):
@@ -48,7 +49,13 @@ async def download(bot: Bot, http: httpx.AsyncClient, ref: FileRef, *, limit: in
     """Fetch the file behind ``ref`` with at most ``limit`` bytes read (raises TooLargeError)."""
     if ref.file_size is not None and ref.file_size > limit:
         raise TooLargeError(ref.file_size, limit)
-    tg_file = await bot.get_file(ref.file_id)
+    try:
+        tg_file = await bot.get_file(ref.file_id)
+    except BadRequest as exc:
+        # Telegram's cloud server refuses getFile over 20 MB with "File is too big".
+        if "too big" in str(exc).lower():
+            raise TooLargeError(ref.file_size, limit) from None
+        raise DownloadError(f"getFile failed: {exc}") from None
     if tg_file.file_size is not None and tg_file.file_size > limit:
         raise TooLargeError(tg_file.file_size, limit)
     if not tg_file.file_path:

@@ -13,7 +13,7 @@ from bearbot.settings import load_settings
 from bot.console.chat import chat
 from storage.models import Correction, Prediction
 from storage.store import open_storage
-from tests.bot_harness import FIXTURES, CachingLoader
+from tests.bot_harness import FIXTURES
 
 
 def test_run_without_token_says_what_to_set_in_one_sentence() -> None:
@@ -29,7 +29,7 @@ def test_chat_runs_the_bot_from_piped_lines(tmp_path: Path) -> None:
     script = f"{grizzly}\n/correct Teddy\n1\n{FIXTURES / 'bears' / 'black'}\n/stats\n/labels\nmissing.jpg\n"
     settings = load_settings(data_dir=tmp_path / "var")
     out = io.StringIO()
-    chat(settings, lines=io.StringIO(script), out=out, loader=CachingLoader().for_settings(settings))
+    chat(settings, lines=io.StringIO(script), out=out)  # the real loader, as `bearbot chat` runs it
     text = out.getvalue()
     assert "bearbot › 🐻 grizzly" in text
     assert "[1] ✅ yes, grizzly  [2] it's black  [3] it's teddy" in text

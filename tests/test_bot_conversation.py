@@ -124,6 +124,12 @@ def test_oversize_without_declared_size_is_cut_off_while_downloading(tmp_path: P
         assert bot.db(lambda s: s.scalar(select(func.count(Image.id)))) == 0
 
 
+def test_get_file_refusing_a_big_file_is_answered_as_too_big(bot: RunningBot) -> None:
+    bot.api.file_limit = 1000  # as Telegram's cloud server does above 20 MB
+    msg = bot.send(ALICE, document=bear("grizzly"), declared_size=None)
+    assert "too big" in bot.reply(msg).text
+
+
 def test_photo_flood_limit(tmp_path: Path, loader: CachingLoader) -> None:
     with RunningBot(tmp_path / "var", loader=loader, photos_per_minute=2, concurrent_updates=1) as bot:
         msgs = [bot.send(ALICE, photo=bear("black", n)) for n in (1, 2, 3)]

@@ -80,6 +80,7 @@ class FakeBotApi:
         self.calls: list[tuple[str, JSONDict]] = []
         self.callback_answers: list[JSONDict] = []
         self.confirmed_offset = 0
+        self.file_limit = 20 * 1024 * 1024  # Telegram's cloud Bot API refuses getFile above this
         self.on_event: Callable[[str, Sent | JSONDict], None] | None = None
         self._failures: dict[str, list[int]] = {}  # method → queued retry_after values (flood tests)
         self._server: ThreadingHTTPServer | None = None
@@ -354,6 +355,8 @@ class FakeBotApi:
         stored = self.files.get(str(params.get("file_id")))
         if stored is None:
             raise _ApiError(400, "Bad Request: invalid file_id")
+        if len(stored.data) > self.file_limit:
+            raise _ApiError(400, "Bad Request: file is too big")
         file_id = str(params["file_id"])
         result: JSONDict = {"file_id": file_id, "file_unique_id": f"u{file_id}", "file_path": stored.path}
         if stored.declared_size is not None:
