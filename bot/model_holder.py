@@ -75,6 +75,7 @@ class ModelHolder:
         self._version: ModelVersion | None = None
         self._failed: set[tuple[int, str]] = set()  # (version id, sha256) already reported
         self._lock = asyncio.Lock()
+        self._poll_task: asyncio.Task[None] | None = None
 
     # --- what handlers read -----------------------------------------------------------------
     @property
@@ -129,15 +130,29 @@ class ModelHolder:
             swap_started = time.perf_counter()
             self._current, self._version = classifier, active  # the swap: one reference each
             pause_ms = (time.perf_counter() - swap_started) * 1000
-            log.info("serving model v%s (was v%s; loaded and warmed in %.2f s)", active.id, previous, load_s)
+            was = f"was v{previous}" if previous is not None else "first load"
+            log.info("serving model v%s (%s; loaded and warmed in %.2f s)", active.id, was, load_s)
             return SwapResult(True, active.id, previous, pause_ms=pause_ms)
 
     async def poll(self, _context: object = None) -> None:
-        """JobQueue callback: check the active version and swap if it changed."""
+        """JobQueue callback: start a check of the active version unless one is still running.
+
+        The check runs as its own task so a slow load never keeps the job "running" (APScheduler
+        would log every skipped poll meanwhile).
+        """
+        if self._poll_task is None or self._poll_task.done():
+            self._poll_task = asyncio.create_task(self._poll_once(), name="model-poll")
+
+    async def _poll_once(self) -> None:
         try:
             await self.refresh()
-        except Exception:  # noqa: BLE001 - a DB hiccup must not kill the repeating job
+        except Exception:  # noqa: BLE001 - a DB hiccup must not stop future polls
             log.exception("model poll failed")
+
+    async def stop(self) -> None:
+        """Wait for a check in progress (called at shutdown)."""
+        if self._poll_task is not None:
+            await asyncio.gather(self._poll_task, return_exceptions=True)
 
     # --- internals --------------------------------------------------------------------------
     def _in_session(self, fn: Callable[[Session], T]) -> T:

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 def run_bot(settings: Settings) -> None:
     """Build the application (upgrading the database) and serve until interrupted."""
+    # APScheduler logs every run of every job at INFO (the learning dispatch runs every few seconds).
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     application = build_application(settings)
     if settings.webhook_url:
         path = urlparse(settings.webhook_url).path.lstrip("/")

@@ -51,6 +51,7 @@ class BotServices:
 
     async def aclose(self) -> None:
         """Release what the services hold (the bot calls this from ``post_shutdown``)."""
+        await self.models.stop()
         await self.http.aclose()
         self.inference.shutdown(wait=True, cancel_futures=True)
         if self.owns_storage:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from sqlalchemy import select
 from typer.testing import CliRunner
@@ -11,9 +17,10 @@ from typer.testing import CliRunner
 from bearbot.cli import app
 from bearbot.settings import load_settings
 from bot.console.chat import chat
+from bot.console.fake_api import FakeBotApi
 from storage.models import Correction, Prediction
 from storage.store import open_storage
-from tests.bot_harness import FIXTURES
+from tests.bot_harness import ADMIN, ALICE, FIXTURES
 
 
 def test_run_without_token_says_what_to_set_in_one_sentence() -> None:
@@ -53,3 +60,30 @@ def test_webhook_mode_without_tornado_fails_clearly(monkeypatch: object) -> None
     env = {"TELEGRAM_BOT_TOKEN": "1:x", "BEARBOT_WEBHOOK_URL": "https://bot.example/hook"}
     result = CliRunner().invoke(app, ["run"], env=env)
     assert result.exit_code == 1 and "python-telegram-bot[webhooks]" in result.output
+
+
+@pytest.mark.slow
+def test_bearbot_run_serves_a_bot_api_server_and_stops_cleanly(tmp_path: Path) -> None:
+    with FakeBotApi() as api:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("BEARBOT_", "TELEGRAM_"))},
+            "TELEGRAM_BOT_TOKEN": api.token,
+            "TELEGRAM_API_URL": api.url,
+            "BEARBOT_DATA_DIR": str(tmp_path / "var"),
+            "BEARBOT_ADMIN_IDS": str(ADMIN["id"]),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bearbot", "run"], env=env, cwd=tmp_path,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            photo = api.send_user_message(ALICE, photo=(FIXTURES / "bears" / "teddy" / "teddy1.jpg").read_bytes())
+            answer = api.wait_for(lambda s: s.reply_to == photo["message_id"], timeout=120)[0]
+            assert answer.text is not None and answer.text.startswith("🐻 teddy")
+            assert any(method == "setMyCommands" for method, _ in api.calls)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            output, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, output
+        assert (tmp_path / "var" / "bearbot.db").exists()
+        assert api.token not in output  # the token (it is in every URL) never reaches the log
