@@ -9,8 +9,10 @@ which prints what the bot sends. Works interactively and with piped stdin (exits
 from __future__ import annotations
 
 import asyncio
+import glob
 import itertools
 import mimetypes
+import os
 import shlex
 import sys
 import textwrap
@@ -51,7 +53,7 @@ class Printer:
             if isinstance(item, Sent):
                 self._message(method, item)
             elif item.get("text"):  # answerCallbackQuery: Telegram shows it as a toast
-                self._write(f"{BOT} ({item['text']})")
+                self.write(f"{BOT} ({item['text']})")
 
     def _message(self, method: str, sent: Sent) -> None:
         prefix = f"{BOT} (edited)" if method.startswith("edit") else BOT
@@ -60,20 +62,20 @@ class Printer:
             text = f"[photo] {text}"
         lines = text.splitlines() or [""]
         indent = " " * (len(BOT) + 1)
-        self._write(f"{prefix} {lines[0]}" + "".join(f"\n{indent}{line}" for line in lines[1:]))
+        self.write(f"{prefix} {lines[0]}" + "".join(f"\n{indent}{line}" for line in lines[1:]))
         if sent.buttons:
             self.buttons = [(sent, data) for _, data in sent.buttons]
             labels = "  ".join(f"[{i}] {label}" for i, (label, _) in enumerate(sent.buttons, 1))
-            self._write(textwrap.fill(labels, width=100, initial_indent=indent, subsequent_indent=indent))
+            self.write(textwrap.fill(labels, width=100, initial_indent=indent, subsequent_indent=indent))
             if any(data.startswith(f"{FEEDBACK_PREFIX}:") for _, data in sent.buttons):
                 self.last_answer = sent
 
-    def _write(self, text: str) -> None:
+    def write(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
     def note(self, text: str) -> None:
         with self.lock:
-            self._write(f"  · {text}")
+            self.write(f"  · {text}")
 
 
 class ConsoleChat:
@@ -105,19 +107,16 @@ class ConsoleChat:
             self.app = build_application(self._settings(), loader=self.loader)
             async with running(self.app, poll=False):
                 self._banner()
-                while True:
-                    if not echo:
-                        print(f"{YOU} ", end="", file=self.printer.out, flush=True)
-                    line = await asyncio.to_thread(lines.readline)
-                    if not line:
-                        break
+                queue, next_line = _start_reader(lines, interactive=not echo)
+                while (line := await queue.get()) is not None:
                     line = line.strip()
                     if echo and line:
-                        self.printer._write(f"{YOU} {line}")
+                        self.printer.write(f"{YOU} {line}")
                     if line in ("/quit", "/exit"):
                         break
                     if line:
                         await self.handle(line)
+                    next_line.set()  # only now prompt again, so answers never interleave with it
                 await self._farewell()
         finally:
             self.api.stop()
@@ -203,6 +202,51 @@ class ConsoleChat:
         await self.app.process_update(update)
 
 
+def _start_reader(lines: TextIO, *, interactive: bool) -> tuple[asyncio.Queue[str | None], threading.Event]:
+    """Read lines on a daemon thread (Ctrl-C never waits for a blocked read); None marks EOF.
+
+    The thread reads the next line only after the returned event is set (the last one is handled).
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    next_line = threading.Event()
+    next_line.set()
+    if interactive:
+        _enable_line_editing()
+
+    def read() -> None:
+        while True:
+            next_line.wait()
+            next_line.clear()
+            try:
+                line: str | None = input(f"{YOU} ") if interactive else (lines.readline() or None)
+            except EOFError:
+                line = None
+            loop.call_soon_threadsafe(queue.put_nowait, line)
+            if line is None:
+                return
+
+    threading.Thread(target=read, name="console-input", daemon=True).start()
+    return queue, next_line
+
+
+def _enable_line_editing() -> None:
+    """History and Tab completion of file paths at the prompt, where the platform has readline."""
+    try:
+        import readline
+    except ImportError:
+        return
+
+    def complete(text: str, state: int) -> str | None:
+        matches = sorted(glob.glob(os.path.expanduser(text) + "*"))
+        matches = [m + "/" if os.path.isdir(m) else m for m in matches]
+        return matches[state] if state < len(matches) else None
+
+    readline.set_completer_delims(" \t\n")
+    readline.set_completer(complete)
+    readline.parse_and_bind("tab: complete")
+
+
 def _as_path(line: str) -> Path | None:
     """The line as a path when it looks like one (quotes and ~ handled), else None."""
     if line.startswith("/") and not Path(line.split()[0]).exists() and " " in line:
@@ -222,4 +266,7 @@ def _as_path(line: str) -> Path | None:
 def chat(settings: Settings, *, lines: TextIO = sys.stdin, out: TextIO = sys.stdout, loader: ClassifierLoader | None = None) -> None:
     """Run a console session until EOF (piped input is echoed so the transcript reads well)."""
     session = ConsoleChat(settings, out=out, loader=loader)
-    asyncio.run(session.run(lines, echo=not lines.isatty()))
+    try:
+        asyncio.run(session.run(lines, echo=not lines.isatty()))
+    except KeyboardInterrupt:
+        print(file=out)
