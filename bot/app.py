@@ -199,8 +199,9 @@ def build_application(
         .base_file_url(f"{api}/file/bot")
         .concurrent_updates(settings.concurrent_updates)
         .rate_limiter(RetryAfterLimiter())
-        # Answers quote the message they answer, in private chats too (albums, /correct targets).
-        .defaults(Defaults(do_quote=True))
+        # Answers quote the message they answer, in private chats too (albums, /correct targets),
+        # and are still sent when the user deleted that message meanwhile.
+        .defaults(Defaults(do_quote=True, allow_sending_without_reply=True))
         .post_init(_post_init)
         .post_shutdown(_post_shutdown)
         .build()
