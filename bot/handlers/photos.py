@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 from telegram import Message, Update
@@ -22,21 +21,16 @@ from storage.predictions import record_prediction, set_reply_message
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Saved:
-    prediction_id: int
-
-
 def _save(
     session: Session, *, services: BotServices, data: bytes, user: TgUser, message: Message, answer: Answer
-) -> Saved:
-    """Store the image, the user and the prediction in one transaction."""
+) -> int:
+    """Store the image, the user and the prediction in one transaction; returns the prediction id."""
     image, _created = services.storage.images.put(session, data=data, origin=Origin.UPLOAD)
     uid = upsert(session, user=user, is_admin=services.is_admin(user.id))
     row = record_prediction(
         session, image_id=image.id, user_id=uid, chat_id=message.chat_id, message_id=message.message_id, answer=answer
     )
-    return Saved(row.id)
+    return row.id
 
 
 def _mb(n: int) -> str:
@@ -64,7 +58,7 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         data = await download(context.bot, services.http, ref, limit=limit)
         classifier = services.models.current  # taken once: a swap meanwhile does not affect this photo
         answer = await services.predict(classifier, data)
-        saved = await services.db(_save, services=services, data=data, user=user, message=message, answer=answer)
+        prediction_id = await services.db(_save, services=services, data=data, user=user, message=message, answer=answer)
     except TooLargeError as exc:
         log.info("refused oversize file in chat %s: %s", message.chat_id, exc)
         await message.reply_text(f"That file is too big for me (limit {_mb(limit)}). Send a smaller photo.")
@@ -81,6 +75,6 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         prediction_text(
             label=answer.label, confidence=answer.confidence, probabilities=answer.probabilities, is_bear=answer.is_bear
         ),
-        reply_markup=feedback_keyboard(saved.prediction_id, classifier.labels, answer.label, is_bear=answer.is_bear),
+        reply_markup=feedback_keyboard(prediction_id, classifier.labels, answer.label, is_bear=answer.is_bear),
     )
-    await services.db(set_reply_message, prediction_id=saved.prediction_id, reply_message_id=reply.message_id)
+    await services.db(set_reply_message, prediction_id=prediction_id, reply_message_id=reply.message_id)
