@@ -87,3 +87,11 @@ def test_bearbot_run_serves_a_bot_api_server_and_stops_cleanly(tmp_path: Path) -
         assert proc.returncode == 0, output
         assert (tmp_path / "var" / "bearbot.db").exists()
         assert api.token not in output  # the token (it is in every URL) never reaches the log
+
+
+def test_run_with_a_rejected_token_fails_in_one_line(tmp_path: Path) -> None:
+    with FakeBotApi() as api:
+        env = {"TELEGRAM_BOT_TOKEN": "999:WRONG", "TELEGRAM_API_URL": api.url, "BEARBOT_DATA_DIR": str(tmp_path / "var")}
+        result = CliRunner().invoke(app, ["run"], env=env)
+    assert result.exit_code == 1
+    assert "rejected TELEGRAM_BOT_TOKEN" in result.output and "999:WRONG" not in result.output

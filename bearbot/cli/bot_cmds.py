@@ -26,9 +26,16 @@ def run_cmd() -> None:
             "webhook mode (BEARBOT_WEBHOOK_URL) needs python-telegram-bot's webhooks extra: "
             "pip install 'python-telegram-bot[webhooks]'"
         )
+    from telegram.error import InvalidToken, NetworkError
+
     from bot.runner import run_bot
 
-    run_bot(settings)
+    try:
+        run_bot(settings)
+    except InvalidToken:
+        raise fail(f"the Bot API at {settings.telegram_api_url} rejected TELEGRAM_BOT_TOKEN; check it with @BotFather") from None
+    except NetworkError as exc:
+        raise fail(f"could not reach the Bot API at {settings.telegram_api_url} ({exc}); check TELEGRAM_API_URL and the network") from None
 
 
 def chat_cmd() -> None:
