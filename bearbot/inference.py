@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import torch
 from PIL import Image
+from torch import nn
 
 from bearbot.artifact import ArtifactError, load_learner_verified, resolve
 from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image
@@ -28,8 +30,39 @@ log = logging.getLogger(__name__)
 DEFAULT_BEAR_THRESHOLD = 0.01  # = Settings.bear_threshold default; measured in bearbot/model_def.py
 
 
+class _ForwardAll(nn.Module):
+    # forward_all as a module's forward, so it can be traced.
+    def __init__(self, model: BearNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.forward_all(x)
+
+
+def optimize_for_cpu(model: BearNet) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """``forward_all`` traced, frozen and ``optimize_for_inference``'d (conv+BN folding, oneDNN layouts).
+
+    Measured on 2 CPU cores: 6 ms instead of 16 ms per image, probabilities equal to 1e-6.
+    Falls back to the eager model if tracing fails (e.g. an architecture TorchScript cannot trace).
+    """
+    example = torch.zeros(1, 3, model.image_size, model.image_size)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TorchScript deprecation / tracer warnings
+            traced = torch.jit.trace(_ForwardAll(model).eval(), example)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+    except Exception:  # noqa: BLE001 - any failure: serve eagerly, same numbers, just slower
+        log.warning("could not optimise %s for CPU inference; serving the eager model", model.arch, exc_info=True)
+        return model.forward_all
+
+
 class TorchClassifier:
-    """A :class:`bearbot.prediction.Classifier` over a :class:`BearNet` on the CPU (or a given device)."""
+    """A :class:`bearbot.prediction.Classifier` over a :class:`BearNet` on the CPU (or a given device).
+
+    ``optimize`` traces the model for CPU serving (a few seconds once, then ~2.5× faster per image);
+    :func:`load_classifier` turns it on, plain construction (tests, evaluation of a fresh model) leaves it off.
+    """
 
     def __init__(
         self,
@@ -39,9 +72,11 @@ class TorchClassifier:
         bear_threshold: float = DEFAULT_BEAR_THRESHOLD,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         device: str | torch.device = "cpu",
+        optimize: bool = False,
     ) -> None:
         self.model = model.to(device).eval()
         self.device = torch.device(device)
+        self._forward = optimize_for_cpu(self.model) if optimize and self.device.type == "cpu" else model.forward_all
         self.labels: tuple[str, ...] = tuple(model.labels)
         self.version_id = version_id
         self.bear_threshold = bear_threshold
@@ -62,7 +97,7 @@ class TorchClassifier:
         size = self.model.image_size
         batch = to_batch([center_crop_resize(img, size) for img in images], self.model.mean, self.model.std)
         with torch.inference_mode():
-            logits, bear = self.model.forward_all(batch.to(self.device))
+            logits, bear = self._forward(batch.to(self.device))
             probs = logits.float().softmax(dim=-1).cpu()
             bear = bear.float().cpu()
         latency_ms = (time.perf_counter() - start) * 1000.0 / max(len(images), 1)
@@ -82,9 +117,12 @@ class TorchClassifier:
             )
         return out
 
-    def warm_up(self) -> None:
-        """Run one dummy image so the first user request does not pay for lazy initialisation."""
-        self.predict_images([Image.new("RGB", (self.model.image_size, self.model.image_size), (127, 127, 127))])
+    def warm_up(self, passes: int = 3) -> None:
+        """Run dummy images so the first user request does not pay for lazy initialisation
+        (TorchScript's profiling executor specialises the traced graph on its first calls)."""
+        blank = Image.new("RGB", (self.model.image_size, self.model.image_size), (127, 127, 127))
+        for _ in range(passes):
+            self.predict_images([blank])
 
 
 def build_v0(
@@ -125,6 +163,7 @@ def load_classifier(
     models_dir: Path | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     device: str = "cpu",
+    optimize: bool = True,
 ) -> TorchClassifier:
     """Load one model version (the fields of a ``model_versions`` row) as a ready classifier.
 
@@ -138,7 +177,8 @@ def load_classifier(
         if tuple(labels) != model.labels:
             raise ArtifactError(f"model version {version_id}: recorded labels {tuple(labels)} differ from the artifact's {model.labels}")
     return TorchClassifier(
-        model, version_id=version_id, bear_threshold=bear_threshold, max_pixels=max_pixels, device=device
+        model, version_id=version_id, bear_threshold=bear_threshold, max_pixels=max_pixels, device=device,
+        optimize=optimize,
     )
 
 
@@ -153,7 +193,12 @@ class VersionFields(Protocol):
 
 
 def load_version(
-    version: VersionFields, *, models_dir: Path | None, bear_threshold: float, max_pixels: int = DEFAULT_MAX_PIXELS
+    version: VersionFields,
+    *,
+    models_dir: Path | None,
+    bear_threshold: float,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    optimize: bool = True,
 ) -> TorchClassifier:
     """:func:`load_classifier` for a model-version row (read its fields inside the DB session)."""
     return load_classifier(
@@ -165,4 +210,5 @@ def load_version(
         bear_threshold=bear_threshold,
         models_dir=models_dir,
         max_pixels=max_pixels,
+        optimize=optimize,
     )

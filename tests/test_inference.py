@@ -79,7 +79,7 @@ def test_bad_bytes_raise_image_error(v0: TorchClassifier, data: bytes, reason: s
 def test_decompression_bomb_is_refused() -> None:
     small_limit = load_classifier(
         artifact_path=None, sha256=weights_sha256(), arch="efficientnet_lite0", labels=LABELS,
-        version_id=None, max_pixels=1_000_000,
+        version_id=None, max_pixels=1_000_000, optimize=False,
     )
     bomb = encode(Image.new("L", (2000, 2000)), "PNG")  # 4 Mpx, a few KB compressed
     with pytest.raises(ImageError, match="too large"):

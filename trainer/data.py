@@ -84,6 +84,7 @@ def make_dataloaders(
     *,
     labels: Sequence[str],
     size: int,
+    valid_size: int | None = None,
     batch_size: int,
     mean: Sequence[float],
     std: Sequence[float],
@@ -102,7 +103,7 @@ def make_dataloaders(
         get_x=read_item_image,  # bearbot.preprocess: the bot can unpickle an exported learner
         get_y=ItemGetter(1),
         splitter=IndexSplitter(list(range(len(train_items), len(items)))),
-        item_tfms=fastai_item_tfms(size),
+        item_tfms=fastai_item_tfms(size, valid_size),
         batch_tfms=[*aug_transforms(), Normalize.from_stats(list(mean), list(std))],
     )
     return block.dataloaders(items, bs=batch_size, device=device, num_workers=num_workers)

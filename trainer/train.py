@@ -37,8 +37,9 @@ class TrainConfig:
 
     epochs: int
     batch_size: int
-    image_size: int
+    image_size: int  # training crop
     device: str
+    serve_size: int | None = None  # validation / serving resize; None = image_size
     freeze_epochs: int = 1
     base_lr: float = 2e-3  # fastai's fine_tune default
     wise_alpha: float = 0.5  # weight of the fine-tuned weights in the average; 1.0 = plain fine-tune
@@ -131,13 +132,15 @@ def train_candidate(
         raise ValueError("need at least one training and one validation image")
 
     backbone = load_backbone(settings.arch)
-    anchor = build_zero_shot(backbone, labels, image_size=cfg.image_size)
+    serve_size = cfg.serve_size or cfg.image_size
+    anchor = build_zero_shot(backbone, labels, image_size=serve_size)
     model = copy.deepcopy(anchor)
     _start_weights(model, base)
     set_seed(cfg.seed, reproducible=True)
     dls = make_dataloaders(
         train_items, valid_items, labels=labels, size=cfg.image_size,
         batch_size=min(cfg.batch_size, len(train_items)),  # fastai drops the last partial training batch
+        valid_size=serve_size,
         mean=model.mean, std=model.std, device=cfg.device, num_workers=cfg.num_workers,
     )
     learn = Learner(
@@ -149,10 +152,10 @@ def train_candidate(
     else:
         with learn.no_bar(), learn.no_logging():
             learn.fine_tune(cfg.epochs, base_lr=cfg.base_lr, freeze_epochs=cfg.freeze_epochs)
-    fine_tuned_valid = learn.validate()
-    if cfg.wise_alpha < 1.0:
-        average_weights(learn.model, anchor.to(cfg.device), cfg.wise_alpha)
     with learn.no_bar(), learn.no_logging():
+        fine_tuned_valid = learn.validate()
+        if cfg.wise_alpha < 1.0:
+            average_weights(learn.model, anchor.to(cfg.device), cfg.wise_alpha)
         valid_loss, valid_error, _ = learn.validate()
     train_seconds = time.perf_counter() - started
     path, sha = export_learner(learn, out_dir / "export" / EXPORT_NAME)

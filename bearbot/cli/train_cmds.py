@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from storage.store import Storage
 
 
+OPTIMIZE_FROM = 50  # images per `predict` call from which the traced CPU model is worth building
+
+
 @dataclass(frozen=True)
 class VersionRow:
     """A model version's fields, copied out of the DB session (``bearbot.inference.VersionFields``)."""
@@ -82,12 +85,13 @@ def version_for_ref(storage: Storage, ref: str, *, trust_file: bool) -> VersionR
     return VersionRow(0, str(path.resolve()), sha, model.arch, list(model.labels))
 
 
-def load_row(row: VersionRow, settings: Settings) -> TorchClassifier:
+def load_row(row: VersionRow, settings: Settings, *, optimize: bool = True) -> TorchClassifier:
     """Load a version as a classifier (sha256 checked before unpickling)."""
     from bearbot.inference import load_version
 
     return load_version(
-        row, models_dir=settings.models_dir, bear_threshold=settings.bear_threshold, max_pixels=settings.max_image_pixels
+        row, models_dir=settings.models_dir, bear_threshold=settings.bear_threshold,
+        max_pixels=settings.max_image_pixels, optimize=optimize,
     )
 
 
@@ -119,7 +123,8 @@ def predict_cmd(
     torch.set_num_threads(min(4, torch.get_num_threads()))
     storage = _open(settings)
     try:
-        classifier = load_row(active_version(storage), settings)
+        # Tracing for speed costs seconds once; it pays off only over many images.
+        classifier = load_row(active_version(storage), settings, optimize=len(images) >= OPTIMIZE_FROM)
     except Exception as exc:  # noqa: BLE001 - one line for any load failure
         raise fail(str(exc)) from None
     finally:
