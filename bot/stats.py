@@ -19,9 +19,16 @@ def _metric(key: str, value: Any) -> str:
     return f"{key} {value}"
 
 
+def _shown(key: str, value: Any) -> bool:
+    # Scalars only; file paths (plots) and bookkeeping ids belong in `bearbot models list`, not chat.
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return False
+    return not (key.endswith(("_png", "_path", "_id")) or (isinstance(value, str) and "/" in value))
+
+
 def metrics_line(metrics: dict[str, Any] | None) -> str:
-    """Scalar metrics as 'golden_error 1.5 % · n_golden 66' (nested values skipped)."""
-    shown = [_metric(k, v) for k, v in sorted((metrics or {}).items()) if isinstance(v, int | float | str)]
+    """Scalar metrics as 'golden_error 1.5 % · n 66' (nested values, paths and ids skipped)."""
+    shown = [_metric(k, v) for k, v in sorted((metrics or {}).items()) if _shown(k, v)]
     return " · ".join(shown) if shown else "no metrics recorded"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import warnings
 
 import typer
 
@@ -42,8 +43,11 @@ def chat_cmd() -> None:
     """Talk to the bot offline in this terminal: image paths, /correct, /stats, /retrain… (reads stdin to EOF)."""
     settings = settings_or_exit()
     # The transcript is the point here: keep library chatter out of it unless asked for.
-    if settings.log_level.upper() not in ("DEBUG",):
+    if settings.log_level.upper() != "DEBUG":
         logging.getLogger().setLevel(logging.WARNING)
+        # Library deprecation notes (torch.jit, fastai's pickle notice on a model swap) are not for chat users.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
     from bot.console.chat import chat
 
     chat(settings)
