@@ -29,9 +29,10 @@ def test_photo_gets_label_confidence_buttons_and_a_prediction_row(bot: RunningBo
 
 
 def test_image_document_and_no_bear(bot: RunningBot) -> None:
-    png = _reencode(bear("teddy"), "PNG")
-    doc = bot.send(ALICE, document=png, mime_type="image/png", file_name="teddy.png")
-    assert bot.reply(doc).text.startswith("🐻 teddy")
+    for fmt in ("PNG", "WEBP", "GIF"):  # sent "as a file"; a GIF is read from its first frame
+        data = _reencode(bear("teddy"), fmt)
+        doc = bot.send(ALICE, document=data, mime_type=f"image/{fmt.lower()}", file_name=f"teddy.{fmt.lower()}")
+        assert bot.reply(doc).text.startswith("🐻 teddy"), fmt
     person = bot.send(ALICE, photo=not_bear("person"))
     assert "I don't see a bear" in bot.reply(person).text
 
@@ -163,5 +164,9 @@ def _reencode(data: bytes, fmt: str) -> bytes:
     from PIL import Image as PILImage
 
     out = io.BytesIO()
-    PILImage.open(io.BytesIO(data)).save(out, format=fmt)
+    img = PILImage.open(io.BytesIO(data))
+    if fmt == "GIF":  # two frames: only the first is classified
+        img.save(out, format=fmt, save_all=True, append_images=[PILImage.new("RGB", img.size, (0, 0, 255))])
+    else:
+        img.save(out, format=fmt)
     return out.getvalue()
