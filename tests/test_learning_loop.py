@@ -79,7 +79,7 @@ def test_corrections_merge_train_and_gate(store: Storage) -> None:
     run = runner.run_now(store)
     assert run.status in (RunStatus.SUCCEEDED, RunStatus.REJECTED), run.error
     m = run.metrics
-    assert m["promoted"] == (m["candidate_error"] <= m["current_error"] + store.settings.promote_tolerance)
+    assert m["promoted"] == runner.should_promote(m["candidate"], m["current"], tolerance=0.0)
     assert run.n_corrections == 1 and run.n_golden == 3 and m["merged_corrections"] == 1
     assert Path(m["candidate"]["confusion_png"]).is_file()
     with store.session() as s:
@@ -152,3 +152,20 @@ def test_killed_worker_is_recovered_at_next_start(store: Storage) -> None:
     with store.session() as s:
         dead = runs.get_run(s, run_id=run.id)
         assert dead.status is RunStatus.FAILED and "died" in (dead.error or "")
+
+
+@pytest.mark.parametrize(
+    ("cand", "cur", "tol", "promote"),
+    [
+        ((0.05, 0.3), (0.10, 0.2), 0.0, True),  # fewer errors wins, whatever the loss
+        ((0.10, 0.3), (0.05, 0.2), 0.0, False),  # more errors loses
+        ((0.0, 0.10), (0.0, 0.12), 0.0, True),  # a tie: the surer candidate wins
+        ((0.0, 0.15), (0.0, 0.12), 0.0, False),  # a tie, less sure: keep serving
+        ((0.06, 0.10), (0.05, 0.12), 0.02, True),  # within tolerance and surer
+    ],
+)
+def test_gate(cand: tuple[float, float], cur: tuple[float, float], tol: float, promote: bool) -> None:
+    def m(pair: tuple[float, float]) -> dict[str, float]:
+        return {"error_rate": pair[0], "mean_loss": pair[1]}
+
+    assert runner.should_promote(m(cand), m(cur), tolerance=tol) is promote

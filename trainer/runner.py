@@ -15,6 +15,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from bearbot.settings import Settings
 from storage import dataset, model_versions, runs, snapshot
@@ -93,6 +94,21 @@ def execute_run(storage: Storage, *, run_id: int) -> TrainingRun:
     return outcome
 
 
+def should_promote(candidate: dict[str, Any], current: dict[str, Any], *, tolerance: float) -> bool:
+    """The gate, on golden-split metrics: fewer errors wins; a tie (within ``tolerance``) is
+    decided by mean log-loss, so a candidate that is merely *as right but less sure* never replaces
+    the serving model. The golden set is small and the serving model often makes no error on it,
+    so error rate alone would promote every tie.
+    """
+    cand_err, cur_err = candidate["error_rate"], current["error_rate"]
+    if cand_err < cur_err:
+        return True
+    if cand_err > cur_err + tolerance:
+        return False
+    cand_loss, cur_loss = candidate.get("mean_loss"), current.get("mean_loss")
+    return cand_loss is not None and cur_loss is not None and cand_loss <= cur_loss
+
+
 def _train_and_gate(storage: Storage, settings: Settings, *, run_id: int, work_dir: Path) -> TrainingRun:
     from bearbot.artifact import publish
     from trainer.evaluate import evaluate_classifier
@@ -110,13 +126,14 @@ def _train_and_gate(storage: Storage, settings: Settings, *, run_id: int, work_d
     candidate_metrics = evaluate_classifier(result.classifier, snap.golden, out_dir=work_dir / "candidate")
     current_metrics = evaluate_classifier(serving, snap.golden, out_dir=None)
     cand_err, cur_err = candidate_metrics["error_rate"], current_metrics["error_rate"]
-    promote = cand_err <= cur_err + settings.promote_tolerance
+    promote = should_promote(candidate_metrics, current_metrics, tolerance=settings.promote_tolerance)
     counts = {
         "train": len(snap.train), "valid": len(snap.valid), "golden": len(snap.golden),
         "corrections": sum(1 for i in snap.train if i.source == "correction"),
     }
     metrics = {
         "candidate_error": cand_err, "current_error": cur_err, "current_version": serving.version_id,
+        "candidate_loss": candidate_metrics.get("mean_loss"), "current_loss": current_metrics.get("mean_loss"),
         "candidate": candidate_metrics, "current": current_metrics, "train": result.metrics,
         "merged_corrections": snap.merged_corrections, "seconds": round(time.perf_counter() - started, 1),
         "promoted": promote,
