@@ -115,7 +115,10 @@ class ConsoleChat:
                     if line in ("/quit", "/exit"):
                         break
                     if line:
-                        await self.handle(line)
+                        try:
+                            await self.handle(line)
+                        except OSError as exc:  # an unreadable path: say so and carry on
+                            self.printer.note(f"cannot read that: {exc}")
                     next_line.set()  # only now prompt again, so answers never interleave with it
                 await self._farewell()
         finally:
