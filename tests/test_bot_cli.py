@@ -20,7 +20,7 @@ from bot.console.chat import chat
 from bot.console.fake_api import FakeBotApi
 from storage.models import Correction, Prediction
 from storage.store import open_storage
-from tests.bot_harness import ADMIN, ALICE, FIXTURES
+from tests.bot_harness import ADMIN, ALICE, FIXTURES, eventually
 
 
 def test_run_without_token_says_what_to_set_in_one_sentence() -> None:
@@ -95,3 +95,51 @@ def test_run_with_a_rejected_token_fails_in_one_line(tmp_path: Path) -> None:
         result = CliRunner().invoke(app, ["run"], env=env)
     assert result.exit_code == 1
     assert "rejected TELEGRAM_BOT_TOKEN" in result.output and "999:WRONG" not in result.output
+
+
+@pytest.mark.slow
+def test_bearbot_run_in_webhook_mode(tmp_path: Path) -> None:
+    import json
+    import socket
+    import urllib.request
+
+    pytest.importorskip("tornado")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with FakeBotApi() as api:
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("BEARBOT_", "TELEGRAM_"))},
+            "TELEGRAM_BOT_TOKEN": api.token,
+            "TELEGRAM_API_URL": api.url,
+            "BEARBOT_DATA_DIR": str(tmp_path / "var"),
+            "BEARBOT_WEBHOOK_URL": f"http://127.0.0.1:{port}/hook",
+            "BEARBOT_WEBHOOK_LISTEN": "127.0.0.1",
+            "BEARBOT_WEBHOOK_PORT": str(port),
+            "BEARBOT_WEBHOOK_SECRET": "s3cret",
+        }
+        proc = subprocess.Popen([sys.executable, "-m", "bearbot", "run"], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            set_webhook = eventually(lambda: next((p for m, p in api.calls if m == "setWebhook"), None), timeout=120)
+            assert set_webhook and set_webhook["url"] == f"http://127.0.0.1:{port}/hook" and set_webhook["secret_token"] == "s3cret"
+            message = api.user_message(ALICE, text="/help")
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/hook", data=json.dumps({"update_id": 1, "message": message}).encode(),
+                headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": "s3cret"},
+            )
+
+            def post() -> int | None:  # PTB sets the webhook first, then opens its server
+                try:
+                    return urllib.request.urlopen(request, timeout=30).status
+                except OSError:
+                    return None
+
+            assert eventually(post, timeout=60) == 200
+            answer = api.wait_for(lambda s: s.reply_to == message["message_id"], timeout=60)[0]
+            assert answer.text is not None and answer.text.startswith("Send me a photo")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            output, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, output
+
