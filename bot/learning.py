@@ -68,7 +68,7 @@ def _queue(storage: Storage, trigger: Trigger, user_id: int | None, chat_id: int
         waiting = len(snapshot.corrections_waiting(session))
         return RetrainRequest(
             run_id=run.id, joined=False,
-            message=f"Queued training run #{run.id} ({waiting} new corrections to learn). "
+            message=f"Queued training run #{run.id} ({waiting} new correction{'' if waiting == 1 else 's'} to learn). "
             "I will report the outcome here.",
         )
 

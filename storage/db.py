@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -77,7 +80,15 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at ``url`` to ``revision`` through the migrations."""
     if is_sqlite(url):
         _ensure_sqlite_dir(url)
-    command.upgrade(alembic_config(url), revision)
+    engine = make_engine(url)
+    try:
+        before = current_revision(engine)
+        command.upgrade(alembic_config(url), revision)
+        after = current_revision(engine)
+    finally:
+        engine.dispose()
+    if before != after:
+        log.info("database migrated from %s to %s", before or "empty", after)
 
 
 def downgrade(url: str, revision: str) -> None:

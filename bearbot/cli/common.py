@@ -22,6 +22,8 @@ def settings_or_exit() -> Settings:
     )
     # httpx logs every request at INFO (and the URL holds the bot token): keep it quiet.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic announces its context on every start; storage.db.upgrade logs real migrations itself.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     return settings
 
 
