@@ -21,13 +21,13 @@ from torch import nn
 
 from bearbot.artifact import ArtifactError, load_learner_verified, resolve
 from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image
-from bearbot.model_def import BearNet, build_zero_shot
+from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, build_zero_shot
 from bearbot.prediction import Prediction
 from bearbot.preprocess import center_crop_resize, to_batch
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BEAR_THRESHOLD = 0.01  # = Settings.bear_threshold default; measured in bearbot/model_def.py
+DEFAULT_BEAR_THRESHOLD = 0.005  # = Settings.bear_threshold default; measured in bearbot/model_def.py
 
 
 class _ForwardAll(nn.Module):
@@ -126,7 +126,11 @@ class TorchClassifier:
 
 
 def build_v0(
-    labels: Sequence[str], *, arch: str = "efficientnet_lite0", expected_sha256: str | None = None, image_size: int = 224
+    labels: Sequence[str],
+    *,
+    arch: str = "efficientnet_lite0",
+    expected_sha256: str | None = None,
+    image_size: int = DEFAULT_SERVE_SIZE,
 ) -> BearNet:
     """The zero-shot model v0 (ImageNet rows as the label head); checks the weights' sha256 when given."""
     from bearbot.backbone import load_backbone

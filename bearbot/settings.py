@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     labels: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_LABELS, validation_alias=_env("BEARBOT_LABELS"))
     arch: str = Field("efficientnet_lite0", validation_alias=_env("BEARBOT_ARCH"))
     device: Literal["auto", "cpu", "cuda"] = Field("auto", validation_alias=_env("BEARBOT_DEVICE"))
-    bear_threshold: float = Field(0.01, ge=0.0, le=1.0, validation_alias=_env("BEARBOT_BEAR_THRESHOLD"))
+    bear_threshold: float = Field(0.005, ge=0.0, le=1.0, validation_alias=_env("BEARBOT_BEAR_THRESHOLD"))
     train_epochs: int | None = Field(None, ge=1, validation_alias=_env("BEARBOT_TRAIN_EPOCHS"))
     train_batch_size: int | None = Field(None, ge=1, validation_alias=_env("BEARBOT_TRAIN_BATCH_SIZE"))
     train_image_size: int = Field(224, ge=32, validation_alias=_env("BEARBOT_TRAIN_IMAGE_SIZE"))

@@ -62,7 +62,7 @@ def test_zero_shot_reads_imagenet_bear_classes(backbone) -> None:
     for path, label in bear_fixtures():
         pred = clf.predict(path.read_bytes())
         assert pred.label == label, path.name
-        assert pred.confidence > 0.9, path.name
+        assert pred.confidence > 0.8, path.name
 
 
 def test_a_shuffled_class_mapping_would_fail(backbone) -> None:
@@ -84,7 +84,7 @@ def test_bear_score_separates_bears_from_non_bears(backbone) -> None:
     for path in sorted((FIXTURES / "not_bears").glob("*.jpg")):
         pred = clf.predict(path.read_bytes())
         assert not pred.is_bear, path.name
-        assert pred.bear_score < 0.01
+        assert pred.bear_score < Settings().bear_threshold
 
 
 def test_unknown_labels_start_at_zero_rows(backbone, caplog) -> None:

@@ -44,7 +44,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
 def test_training_exports_an_artifact(trained: TrainResult) -> None:
     assert trained.artifact_path.is_file() and len(trained.sha256) == 64
     assert trained.labels == LABELS and trained.model.labels == LABELS
-    assert trained.model.image_size == 96
+    assert trained.model.image_size == 123  # served 9/7 larger than the 96 px training crop
     assert 0.0 <= trained.metrics["valid_error"] <= 1.0
     assert trained.metrics["n_train"] == 9 and trained.metrics["n_valid"] == 3
 

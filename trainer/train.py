@@ -18,7 +18,7 @@ import torch
 
 from bearbot.backbone import load_backbone
 from bearbot.inference import TorchClassifier
-from bearbot.model_def import BearNet, average_weights, bearnet_splitter, build_zero_shot
+from bearbot.model_def import BearNet, average_weights, bearnet_splitter, build_zero_shot, serve_size_for
 from bearbot.settings import Settings
 from trainer.data import LabelledItem, make_dataloaders, split_by_content
 from trainer.export import export_learner
@@ -39,7 +39,7 @@ class TrainConfig:
     batch_size: int
     image_size: int  # training crop
     device: str
-    serve_size: int | None = None  # validation / serving resize; None = image_size
+    serve_size: int | None = None  # validation / serving resize; None = serve_size_for(image_size)
     freeze_epochs: int = 1
     base_lr: float = 2e-3  # fastai's fine_tune default
     wise_alpha: float = 0.5  # weight of the fine-tuned weights in the average; 1.0 = plain fine-tune
@@ -132,7 +132,7 @@ def train_candidate(
         raise ValueError("need at least one training and one validation image")
 
     backbone = load_backbone(settings.arch)
-    serve_size = cfg.serve_size or cfg.image_size
+    serve_size = cfg.serve_size or serve_size_for(cfg.image_size)
     anchor = build_zero_shot(backbone, labels, image_size=serve_size)
     model = copy.deepcopy(anchor)
     _start_weights(model, base)
