@@ -200,7 +200,7 @@ def train_from_folder(settings: Settings, data: Path, *, epochs: int | None) -> 
         config = dataclasses.replace(config, epochs=epochs)
     run_dir = settings.runs_dir / f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     typer.echo(f"{len(rest)} images to train on, {len(golden)} held out (golden); labels {', '.join(labels)}; "
-               f"{config.device}, {config.epochs} epoch(s) at {config.image_size}px")
+               f"{config.device}, {config.epochs} epoch(s), {config.image_size}px crops")
     storage = _open(settings)
     try:
         current = load_row(active_version(storage), settings)
