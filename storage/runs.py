@@ -158,7 +158,11 @@ def describe_run(run: TrainingRun) -> str:
     cand, cur = m.get("candidate_error"), m.get("current_error")
     figures = ""
     if cand is not None and cur is not None:
-        figures = f" Golden-set error: candidate {cand:.1%} vs serving {cur:.1%}."
+        figures = f" Golden-set error: candidate {cand:.1%} vs serving {cur:.1%}"
+        cand_loss, cur_loss = m.get("candidate_loss"), m.get("current_loss")
+        if cand == cur and cand_loss is not None and cur_loss is not None:
+            figures += f" (a tie; log-loss {cand_loss:.3f} vs {cur_loss:.3f} decides)"
+        figures += "."
     counts = f" Trained on {run.n_train or 0} images ({run.n_corrections or 0} from corrections)."
     seconds = m.get("seconds")
     took = f" Took {seconds:.0f} s." if isinstance(seconds, int | float) else ""
