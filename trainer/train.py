@@ -115,7 +115,9 @@ def default_config(settings: Settings, device: str | None = None) -> TrainConfig
     ``fine_tune(1)`` at bs 16 with base_lr 8e-3 — one epoch moves the weights less than four, and
     half the move is averaged away again (WiSE α = 0.5), so the single CPU epoch takes bigger steps.
     Corrections are repeated 8× on both (measured on CPU; the reason — a handful of corrections
-    among ~90 photos — holds on any device).
+    among ~90 photos — holds on any device). One CPU epoch, measured before corrections existed on
+    5 random 80/20 splits served at 288 px, α = 0.5: 1 epoch 0.91 % error, 3 epochs 1.21 %
+    (zero-shot 1.21 %); with corrections a second epoch raised test loss too (module docstring).
     """
     device = device or resolve_device(settings.device)
     gpu = device.startswith("cuda")
