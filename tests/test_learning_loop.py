@@ -169,3 +169,20 @@ def test_gate(cand: tuple[float, float], cur: tuple[float, float], tol: float, p
         return {"error_rate": pair[0], "mean_loss": pair[1]}
 
     assert runner.should_promote(m(cand), m(cur), tolerance=tol) is promote
+
+
+def test_corrections_weigh_more_in_training() -> None:
+    from dataclasses import dataclass
+
+    from trainer.data import repeat_corrections
+
+    @dataclass(frozen=True)
+    class Item:
+        path: Path
+        label: str
+        source: str
+
+    items = [Item(Path("a.jpg"), "black", "import"), Item(Path("b.jpg"), "teddy", "correction")]
+    out = repeat_corrections(items, 8)
+    assert out.count(items[0]) == 1 and out.count(items[1]) == 8
+    assert repeat_corrections(items, 1) == items
