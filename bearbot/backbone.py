@@ -63,6 +63,11 @@ def weights_sha256() -> str:
     return sha256_file(weights_file())
 
 
+def builtin_sha256(arch: str) -> str:
+    """sha256 of the weights the built-in zero-shot v0 of ``arch`` is made from (what its row records)."""
+    return weights_sha256() if arch == OFFLINE_ARCH else load_backbone(arch).weights_sha256
+
+
 def _kind(key: str) -> str:
     # The last name part says what a tensor is (weight, bias, running_mean…); it must agree too.
     return key.rsplit(".", 1)[-1]

@@ -24,6 +24,7 @@ from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image
 from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, build_zero_shot
 from bearbot.prediction import Prediction
 from bearbot.preprocess import center_crop_resize, to_batch
+from bearbot.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -215,4 +216,12 @@ def load_version(
         models_dir=models_dir,
         max_pixels=max_pixels,
         optimize=optimize,
+    )
+
+
+def load_for_settings(version: VersionFields, settings: Settings, *, optimize: bool = True) -> TorchClassifier:
+    """:func:`load_version` with the serving settings (models dir, bear threshold, pixel limit)."""
+    return load_version(
+        version, models_dir=settings.models_dir, bear_threshold=settings.bear_threshold,
+        max_pixels=settings.max_image_pixels, optimize=optimize,
     )

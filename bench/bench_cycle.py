@@ -35,15 +35,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def swap_under_load(store, photos: list[bytes], workers: int, force_swap_to: int | None) -> dict[str, float]:  # noqa: ANN001
-    from bearbot.inference import load_version
+    from bot.app import default_loader
     from bot.model_holder import ModelHolder
 
-    settings = store.settings
-
-    def loader(version):  # noqa: ANN001, ANN202
-        return load_version(version, models_dir=settings.models_dir, bear_threshold=settings.bear_threshold)
-
-    holder = ModelHolder(store, loader)
+    holder = ModelHolder(store, default_loader(store.settings))
     if force_swap_to is not None:  # serve the previous version first, then swap to the new one
         with store.session() as s:
             model_versions.rollback(s)

@@ -87,14 +87,14 @@ def split(photos: list[Photo], seed: int, base: float, stream: float) -> tuple[l
 
 
 def serving(store: Storage, settings: Settings):  # noqa: ANN201 - TorchClassifier
-    from bearbot.backbone import weights_sha256
-    from bearbot.inference import load_version
+    from bearbot.backbone import builtin_sha256
+    from bearbot.inference import load_for_settings
 
     with store.session() as s:
-        active = model_versions.get_active(s) or model_versions.ensure_builtin_version(
-            s, sha256=weights_sha256(), arch=settings.arch, labels=list(settings.labels)
+        active = model_versions.ensure_active(
+            s, arch=settings.arch, labels=list(settings.labels), builtin_sha256=lambda: builtin_sha256(settings.arch)
         )
-        return load_version(active, models_dir=settings.models_dir, bear_threshold=settings.bear_threshold)
+        return load_for_settings(active, settings)
 
 
 def errors(classifier, photos: list[Photo]) -> int:  # noqa: ANN001

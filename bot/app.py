@@ -84,14 +84,9 @@ def default_loader(settings: Settings) -> ClassifierLoader:
     """Load a version row with :mod:`bearbot.inference` (verifies the artifact's sha256 first)."""
 
     def load(version: ModelVersion) -> Any:
-        from bearbot.inference import load_version
+        from bearbot.inference import load_for_settings
 
-        return load_version(
-            version,
-            models_dir=settings.models_dir,
-            bear_threshold=settings.bear_threshold,
-            max_pixels=settings.max_image_pixels,
-        )
+        return load_for_settings(version, settings)
 
     return load
 
@@ -100,12 +95,12 @@ def default_bootstrap(settings: Settings) -> Bootstrap:
     """On a fresh install, record and activate the built-in zero-shot model v0."""
 
     def ensure(session: Session) -> None:
-        if model_versions.get_active(session) is not None:
-            return
-        from bearbot.backbone import OFFLINE_ARCH, load_backbone, weights_sha256
+        from bearbot.backbone import builtin_sha256
 
-        sha = weights_sha256() if settings.arch == OFFLINE_ARCH else load_backbone(settings.arch).weights_sha256
-        model_versions.ensure_builtin_version(session, sha256=sha, arch=settings.arch, labels=list(settings.labels))
+        model_versions.ensure_active(
+            session, arch=settings.arch, labels=list(settings.labels),
+            builtin_sha256=lambda: builtin_sha256(settings.arch),
+        )
 
     return ensure
 

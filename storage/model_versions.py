@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select, update
@@ -93,3 +94,17 @@ def ensure_builtin_version(session: Session, *, sha256: str, arch: str, labels: 
         metrics={"builtin": "zero-shot ImageNet rows"},
         activate=True,
     )
+
+
+def ensure_active(
+    session: Session, *, arch: str, labels: list[str], builtin_sha256: Callable[[], str]
+) -> ModelVersion | None:
+    """The active version; on a fresh install the built-in v0 is recorded and activated first.
+
+    None when versions exist but none is active (deactivated by hand). ``builtin_sha256`` is
+    called only when v0 has to be recorded (for downloaded archs it loads the backbone).
+    """
+    active = get_active(session)
+    if active is None and ensure_builtin_version(session, sha256=builtin_sha256(), arch=arch, labels=labels):
+        active = get_active(session)
+    return active

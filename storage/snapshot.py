@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.dataset import dataset_counts
 from storage.models import Correction, CorrectionStatus, DatasetItem, Split, utcnow
 
 
@@ -35,9 +36,9 @@ def mark_merged(session: Session, *, correction: Correction, outcome: str) -> No
 
 def split_counts(session: Session) -> dict[Split, int]:
     """Dataset items per split (0 for empty splits)."""
-    rows = session.execute(select(DatasetItem.split, func.count(DatasetItem.id)).group_by(DatasetItem.split))
     counts = {split: 0 for split in Split}
-    counts.update({Split(split): n for split, n in rows})
+    for row in dataset_counts(session):
+        counts[Split(row.split)] += row.count
     return counts
 
 

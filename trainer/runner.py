@@ -62,16 +62,18 @@ def take_snapshot(storage: Storage) -> Snapshot:
 
 
 def _load_serving(storage: Storage, settings: Settings):  # noqa: ANN202 - TorchClassifier, lazily imported
-    from bearbot.backbone import weights_sha256
-    from bearbot.inference import load_version
+    """The model serving now (the candidate's opponent at the gate), as the bot loads it."""
+    from bearbot.backbone import builtin_sha256
+    from bearbot.inference import load_for_settings
 
     with storage.session() as session:
-        active = model_versions.get_active(session)
+        active = model_versions.ensure_active(
+            session, arch=settings.arch, labels=list(settings.labels),
+            builtin_sha256=lambda: builtin_sha256(settings.arch),
+        )
         if active is None:
-            active = model_versions.ensure_builtin_version(
-                session, sha256=weights_sha256(), arch=settings.arch, labels=list(settings.labels)
-            )
-        return load_version(active, models_dir=settings.models_dir, bear_threshold=settings.bear_threshold)
+            raise RuntimeError("no model version is active; activate one with `bearbot models activate ID`")
+        return load_for_settings(active, settings)
 
 
 def execute_run(storage: Storage, *, run_id: int) -> TrainingRun:

@@ -45,15 +45,15 @@ def active_version(storage: Storage) -> VersionRow:
     from storage import model_versions
 
     settings = storage.settings
+    def builtin() -> str:
+        if settings.arch != OFFLINE_ARCH:
+            raise RuntimeError(f"no trained model yet and the built-in v0 needs BEARBOT_ARCH={OFFLINE_ARCH}")
+        return weights_sha256()
+
     with storage.session() as session:
-        active = model_versions.get_active(session)
-        if active is None:
-            if settings.arch != OFFLINE_ARCH:
-                raise RuntimeError(f"no trained model yet and the built-in v0 needs BEARBOT_ARCH={OFFLINE_ARCH}")
-            model_versions.ensure_builtin_version(
-                session, sha256=weights_sha256(), arch=settings.arch, labels=list(settings.labels)
-            )
-            active = model_versions.get_active(session)
+        active = model_versions.ensure_active(
+            session, arch=settings.arch, labels=list(settings.labels), builtin_sha256=builtin
+        )
         if active is None:  # versions exist but none is active (all deactivated by hand)
             raise RuntimeError("no model version is active; activate one with `bearbot models activate ID`")
         return _row(active)
@@ -87,12 +87,9 @@ def version_for_ref(storage: Storage, ref: str, *, trust_file: bool) -> VersionR
 
 def load_row(row: VersionRow, settings: Settings, *, optimize: bool = True) -> TorchClassifier:
     """Load a version as a classifier (sha256 checked before unpickling)."""
-    from bearbot.inference import load_version
+    from bearbot.inference import load_for_settings
 
-    return load_version(
-        row, models_dir=settings.models_dir, bear_threshold=settings.bear_threshold,
-        max_pixels=settings.max_image_pixels, optimize=optimize,
-    )
+    return load_for_settings(row, settings, optimize=optimize)
 
 
 def _open(settings: Settings) -> Storage:
