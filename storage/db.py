@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,27 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+T = TypeVar("T")
+
+
+def add_unique(session: Session, row: T, *, existing: Callable[[], T | None]) -> tuple[T, bool]:
+    """Insert ``row`` (which has a unique key); if a concurrent session inserted the same key
+    first, return that row instead. Returns ``(row, created)``.
+
+    The insert runs in a savepoint, so losing the race rolls back only this insert.
+    """
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        winner = existing()
+        if winner is None:  # a different constraint failed: not a race
+            raise
+        return winner, False
+    return row, True
 
 
 def alembic_config(url: str) -> Config:

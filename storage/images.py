@@ -7,10 +7,10 @@ import tempfile
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bearbot.imaging import DEFAULT_MAX_PIXELS, inspect_image, sha256_hex
+from storage.db import add_unique
 from storage.models import Image, Origin
 
 _EXT = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tif"}
@@ -83,14 +83,5 @@ class ImageStore:
             origin=origin,
             source_url=source_url,
         )
-        try:
-            with session.begin_nested():
-                session.add(row)
-                session.flush()
-        except IntegrityError:
-            # Another session stored the same bytes concurrently: use its row.
-            again = self.find(session, sha256=digest)
-            if again is None:
-                raise
-            return again, False
-        return row, True
+        # Another session may store the same bytes concurrently: then its row is ours.
+        return add_unique(session, row, existing=lambda: self.find(session, sha256=digest))

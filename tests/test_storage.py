@@ -120,3 +120,22 @@ def test_dead_run_recovered(storage: Storage) -> None:
         recovered = runs.recover_stale_runs(s, stale_after=timedelta(hours=6))
         assert [r.id for r in recovered] == [run.id]
         assert runs.get_run(s, run_id=run.id).status == RunStatus.FAILED
+
+
+def test_concurrent_first_contact_creates_one_user(storage: Storage) -> None:
+    """An album's updates arrive at once from a new user: every one gets the same single row."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    def first_contact(telegram_id: int, barrier: threading.Barrier) -> int:
+        barrier.wait()
+        with storage.session() as s:
+            return users.upsert_user(s, telegram_id=telegram_id, display_name="Ann", is_admin=False).id
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for telegram_id in range(100, 110):
+            barrier = threading.Barrier(6)
+            ids = list(pool.map(lambda _: first_contact(telegram_id, barrier), range(6)))
+            assert len(set(ids)) == 1
+    with storage.session() as s:
+        assert len(s.scalars(select(users.User)).all()) == 10
