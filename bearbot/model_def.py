@@ -19,12 +19,11 @@ diagrams, desktop icons, 30 synthetic noise / solid / gradient images):
   3 photos below 0.005 (the lowest ones are what ImageNet reads as a Shih-Tzu, an affenpinscher —
   scraped "teddy" photos of dogs — and a web-page collage). Non-bears: max 0.0040 (at 224 px the
   natural photos scored 0.0005–0.0019, synthetic gradients the most).
-* a trained model (default CPU recipe, WiSE-FT α = 0.5): fine-tuning the body shrinks every
-  ImageNet probability a little: 4 of the 332 below 0.005, 11 below 0.01; non-bears max 0.0043.
+* a trained model: the same scores, since training refits only the label head and the body
+  and ImageNet head stay frozen (``trainer/train.py``).
 
 So the threshold is 0.005 (``BEARBOT_BEAR_THRESHOLD``), the same for v0 and trained models: it turns
-away ~1 % of the scraped bear photos, all doubtful, and no non-bear seen. (At 0.01 a trained model
-would turn away 3.3 % of real bears.) A 3-class model alone calls everything a bear.
+away ~1 % of the scraped bear photos, all doubtful, and no non-bear seen. A 3-class model alone calls everything a bear.
 """
 
 from __future__ import annotations
@@ -40,19 +39,13 @@ from bearbot.backbone import IMAGENET_BEAR_CLASSES, IMAGENET_CLASS_FOR_LABEL, Ba
 log = logging.getLogger(__name__)
 
 
-def serve_size_for(train_size: int) -> int:
-    """Serving resolution for a training crop size: 9/7 of it (224 → 288).
-
-    Nets trained on random-resized crops (ImageNet's and ours) learn objects larger than a
-    full-image resize to the same size shows them; testing ~1.3× larger compensates (Touvron et
-    al. 2019, "FixRes": best test size 288 for training at 224). Measured with v0 on all 332
-    photos of ../shared/data/bears: 2.41 % error at 224, 1.81 % at 256 and 288, 1.20 % at 320;
-    with the trained recipe (5 random 80/20 splits, WiSE α = 0.5): 1.21 % at 224, 0.91 % at 288.
-    """
-    return round(train_size * 9 / 7)
-
-
-DEFAULT_SERVE_SIZE = serve_size_for(224)
+# The size models see photos at (square centre crop), v0's and, by default (BEARBOT_IMAGE_SIZE),
+# trained ones': 9/7 of ImageNet's 224 px training crops. Nets trained on random-resized crops
+# learn objects larger than a full-image resize to the same size shows them; testing ~1.3× larger
+# compensates (Touvron et al. 2019, "FixRes": best test size 288 for training at 224). Measured
+# with v0 on all 332 photos of ../shared/data/bears: 2.41 % error at 224, 1.81 % at 256 and 288,
+# 1.20 % at 320 (chosen while looking at that folder, so treat it as tuned to it).
+DEFAULT_SERVE_SIZE = 288
 
 
 class BearNet(nn.Module):
@@ -141,20 +134,3 @@ def build_zero_shot(backbone: Backbone, labels: Sequence[str], *, image_size: in
         mean=backbone.mean,
         std=backbone.std,
     ).eval()
-
-
-def average_weights(fine_tuned: BearNet, anchor: BearNet, alpha: float) -> BearNet:
-    """WiSE-FT: set ``fine_tuned``'s float weights to ``alpha·fine_tuned + (1−alpha)·anchor`` in place.
-
-    Wortsman et al. 2022; DESIGN.md measured alpha = 0.5 best on unseen bear photos.
-    """
-    anchor_state = anchor.state_dict()
-    merged = {}
-    for key, value in fine_tuned.state_dict().items():
-        other = anchor_state[key]
-        if value.is_floating_point():
-            merged[key] = alpha * value + (1.0 - alpha) * other.to(value.device, value.dtype)
-        else:
-            merged[key] = value  # integer counters (num_batches_tracked) stay as they are
-    fine_tuned.load_state_dict(merged)
-    return fine_tuned

@@ -59,9 +59,8 @@ class Settings(BaseSettings):
     arch: str = Field("efficientnet_lite0", validation_alias=_env("BEARBOT_ARCH"))
     device: Literal["auto", "cpu", "cuda"] = Field("auto", validation_alias=_env("BEARBOT_DEVICE"))
     bear_threshold: float = Field(0.005, ge=0.0, le=1.0, validation_alias=_env("BEARBOT_BEAR_THRESHOLD"))
-    train_epochs: int | None = Field(None, ge=1, validation_alias=_env("BEARBOT_TRAIN_EPOCHS"))
     train_batch_size: int | None = Field(None, ge=1, validation_alias=_env("BEARBOT_TRAIN_BATCH_SIZE"))
-    train_image_size: int = Field(224, ge=32, validation_alias=_env("BEARBOT_TRAIN_IMAGE_SIZE"))
+    image_size: int = Field(288, ge=32, validation_alias=_env("BEARBOT_IMAGE_SIZE"))
     golden_fraction: float = Field(0.2, gt=0.0, lt=1.0, validation_alias=_env("BEARBOT_GOLDEN_FRACTION"))
     promote_tolerance: float = Field(0.0, ge=0.0, le=1.0, validation_alias=_env("BEARBOT_PROMOTE_TOLERANCE"))
 

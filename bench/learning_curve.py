@@ -16,7 +16,7 @@ Prints test errors before/after as counts (k/n: one photo moves the rate by more
 per seed and variant, the totals pooled over seeds, whether any seed got worse, and each run's
 duration. The default split is 35 % base / 40 % stream / 25 % test: on ../shared/data/bears the
 zero-shot model errs on 1–2 % of photos, so a smaller stream yields almost no corrections
-(seed 0 yields none at all) and the benchmark would measure only the fine-tune on the base part.
+(seed 0 yields none at all) and the benchmark would measure only the retrain on the base part.
 
     python bench/learning_curve.py --data ../shared/data/bears --seeds 0 1 2
 """
@@ -163,7 +163,7 @@ def one_cycle(data: Path, seed: int, variant: str, args: argparse.Namespace) -> 
     base, stream, test = split(photos, seed, args.base, args.stream)
     labels = ",".join(sorted({p.label for p in photos}))
     with tempfile.TemporaryDirectory(prefix="bearbot-lc-") as tmp:
-        settings = load_settings(data_dir=Path(tmp), labels=labels, **args.overrides)
+        settings = load_settings(data_dir=Path(tmp), labels=labels)
         store = open_storage(settings)
         import_base(store, settings, base)
         before_model = serving(store, settings)
@@ -193,9 +193,7 @@ def main() -> None:
     parser.add_argument("--stream", type=float, default=0.4, help="share users send (the rest, 25 %%, is test)")
     parser.add_argument("--partial", type=float, default=0.5, help="share of wrong answers corrected in 'partial'")
     parser.add_argument("--adversarial", type=int, default=10, help="right answers one user mislabels")
-    parser.add_argument("--epochs", type=int, default=None, help="override BEARBOT_TRAIN_EPOCHS")
     args = parser.parse_args()
-    args.overrides = {"train_epochs": args.epochs} if args.epochs else {}
     if not args.data.is_dir():
         sys.exit(f"no photo folder at {args.data}; pass --data DIR (one sub-folder per label)")
     results: list[Result] = []

@@ -1,178 +1,173 @@
-"""Training recipes side by side on the learning-curve benchmark's setup (same seeds, same splits).
+"""Head-refit recipes side by side on the learning-curve benchmark's setup (same seeds, same splits).
 
-Per seed: the base part is imported, the stream goes through the real prediction + correction path
-(``bench/learning_curve.py``), the snapshot is taken once as a retrain would. Then every recipe
-trains a candidate from that snapshot; WiSE-FT weights α and flip test-time augmentation need no
-retraining, so each training is scored at every α, with and without flip TTA. For each: the gate's
-decision against the serving model on the golden split, and the test part (never trained on or
-corrected) — errors as counts and mean log-loss, which moves long before a count does.
+Per seed and variant, through the real code: the base part is imported, the stream goes through
+prediction + two-user corrections (``bench/learning_curve.py``; ``partial`` corrects only half the
+wrong answers) and the snapshot is taken as a retrain would. Every recipe then refits the head on
+that snapshot. The body is frozen, so each photo's features (plain and mirrored, at the serving
+size) are computed once for all seeds and recipes, which is what makes dozens of seeds affordable.
+For each recipe: the gate's decision against zero-shot on the golden split (fewer errors, tie →
+lower log-loss), and the errors of whatever would serve after it on the test part, which is never
+trained on or corrected, summed over seeds.
 
-    python bench/recipe_sweep.py --seeds 1 2 3 0 --recipes k1 k4 k8 k4e2
-    python bench/recipe_sweep.py --seeds 4 5 6 --recipes k1 k8 k8lr4 k8lr8 --alphas 0.5 --no-flip
+    python bench/recipe_sweep.py --seeds $(seq 0 49)
+    python bench/recipe_sweep.py --weights 4 --l2 0.01 --seeds $(seq 0 49) --tta
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
+import hashlib
+import itertools
 import math
 import random
-import statistics
 import sys
 import tempfile
-import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
-from PIL import ImageOps  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 
-from bench.learning_curve import import_base, load_photos, send_stream, serving, split  # noqa: E402
-from bearbot.inference import TorchClassifier  # noqa: E402
-from bearbot.model_def import average_weights  # noqa: E402
-from bearbot.preprocess import read_item_image  # noqa: E402
+from bench.learning_curve import Photo, import_base, load_photos, send_stream, serving, split  # noqa: E402
 from bearbot.settings import load_settings  # noqa: E402
 from storage.store import open_storage  # noqa: E402
-
-# name → TrainConfig overrides, all explicit so the names keep their meaning when defaults change
-# (wise_alpha is swept separately, after training). k = correction repeats, lr = base_lr, e = epochs.
-RECIPES: dict[str, dict[str, Any]] = {
-    "k1": {"correction_repeats": 1, "base_lr": 2e-3, "epochs": 1},  # the default before issue 7
-    "k4": {"correction_repeats": 4, "base_lr": 2e-3, "epochs": 1},
-    "k8": {"correction_repeats": 8, "base_lr": 2e-3, "epochs": 1},
-    "k16": {"correction_repeats": 16, "base_lr": 2e-3, "epochs": 1},
-    "k4e2": {"correction_repeats": 4, "base_lr": 2e-3, "epochs": 2},
-    "k8lr1": {"correction_repeats": 8, "base_lr": 1e-3, "epochs": 1},
-    "k8lr4": {"correction_repeats": 8, "base_lr": 4e-3, "epochs": 1},
-    "k1lr4": {"correction_repeats": 1, "base_lr": 4e-3, "epochs": 1},
-    "k1lr8": {"correction_repeats": 1, "base_lr": 8e-3, "epochs": 1},
-    "k8lr8": {"correction_repeats": 8, "base_lr": 8e-3, "epochs": 1},  # the default since issue 7 (CPU)
-    "k8lr16": {"correction_repeats": 8, "base_lr": 1.6e-2, "epochs": 1},
-}
-ALPHAS = (0.5, 0.7, 1.0)
+from trainer.data import is_correction  # noqa: E402
+from trainer.head_fit import extract_features, fit_head  # noqa: E402
 
 
 @dataclass(frozen=True)
-class Score:
-    errors: int
-    n: int
-    loss: float
+class Recipe:
+    correction_weight: float
+    l2: float
+    flip: bool
+
+    def __str__(self) -> str:
+        return f"weight {self.correction_weight:g}, λ {self.l2:g}, flip {'on' if self.flip else 'off'}"
 
 
-def score(classifier: TorchClassifier, items: list, *, flip: bool) -> Score:  # noqa: ANN001
-    """Errors and mean log-loss of the true label; ``flip`` averages the mirrored image's probabilities."""
-    errors, losses = 0, []
-    labels = classifier.labels
-    for start in range(0, len(items), 32):
-        chunk = items[start : start + 32]
-        images = [read_item_image(i.path) for i in chunk]
-        probs = [p.probabilities for p in classifier.predict_images(images)]
-        if flip:
-            mirrored = [p.probabilities for p in classifier.predict_images([ImageOps.mirror(im) for im in images])]
-            probs = [{k: (a[k] + b[k]) / 2 for k in labels} for a, b in zip(probs, mirrored, strict=True)]
-        for item, p in zip(chunk, probs, strict=True):
-            errors += max(labels, key=p.__getitem__) != item.label
-            losses.append(-math.log(max(p[item.label], 1e-12)))
-    return Score(errors, len(items), statistics.mean(losses))
+@dataclass
+class Tally:
+    before: int = 0
+    after: int = 0
+    worse: int = 0
+    promoted: int = 0
+    seeds: int = 0
+    loss: list[float] = field(default_factory=list)
 
 
-def promotes(cand: Score, cur: Score) -> bool:
-    """``trainer.runner.should_promote`` with tolerance 0, on counts."""
-    return cand.errors < cur.errors or (cand.errors == cur.errors and cand.loss <= cur.loss)
+class FeatureBank:
+    """Plain and mirrored features of every photo, keyed by content hash (the store renames files)."""
+
+    def __init__(self, model, photos: list[Photo], max_pixels: int) -> None:  # noqa: ANN001 - BearNet
+        plain, mirrored = extract_features(
+            model, [p.path for p in photos], device="cpu", batch_size=32, max_pixels=max_pixels, flip=True,
+            progress=True,
+        )
+        assert mirrored is not None
+        self.index = {hashlib.sha256(p.path.read_bytes()).hexdigest(): i for i, p in enumerate(photos)}
+        self.plain, self.mirrored = plain, mirrored
+
+    def rows(self, paths: list[Path]) -> list[int]:
+        return [self.index[hashlib.sha256(p.read_bytes()).hexdigest()] for p in paths]
 
 
-def run_seed(data: Path, seed: int, args: argparse.Namespace, out: dict) -> None:  # noqa: C901
+def scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[int, float]:
+    return int((logits.argmax(1) != targets).sum()), float(F.cross_entropy(logits, targets))
+
+
+def answer(head: torch.nn.Linear, bank: FeatureBank, rows: list[int], *, tta: bool) -> torch.Tensor:
+    """Log-probabilities the bot would serve; ``tta`` averages the mirrored photo's probabilities in."""
+    logp = head(bank.plain[rows]).log_softmax(1)
+    if tta:
+        logp = torch.logsumexp(torch.stack([logp, head(bank.mirrored[rows]).log_softmax(1)]), 0) - math.log(2)
+    return logp
+
+
+def run_seed(photos: list[Photo], bank: FeatureBank, seed: int, fraction: float, args: argparse.Namespace,
+             recipes: list[Recipe], tallies: dict[Recipe | str, Tally]) -> None:
     from trainer.runner import take_snapshot
-    from trainer.train import default_config, train_candidate
 
-    photos = load_photos(data)
     base, stream, test = split(photos, seed, args.base, args.stream)
-    labels = ",".join(sorted({p.label for p in photos}))
+    labels = sorted({p.label for p in photos})
     with tempfile.TemporaryDirectory(prefix="bearbot-sweep-") as tmp:
-        settings = load_settings(data_dir=Path(tmp), labels=labels)
+        settings = load_settings(data_dir=Path(tmp), labels=",".join(labels))
         store = open_storage(settings)
         import_base(store, settings, base)
         current = serving(store, settings)
-        fraction = args.partial
-        wrong, corrected = send_stream(
-            store, settings, current, stream, fraction=fraction, adversarial=0, rng=random.Random(seed)
-        )
+        send_stream(store, settings, current, stream, fraction=fraction, adversarial=0, rng=random.Random(seed))
         snap = take_snapshot(store)
+        train_rows = bank.rows([i.path for i in snap.train])
+        golden_rows = bank.rows([i.path for i in snap.golden])
         store.close()
-        print(f"seed {seed}: train {len(snap.train)} (corrections {sum(i.source == 'correction' for i in snap.train)}),"
-              f" valid {len(snap.valid)}, golden {len(snap.golden)}, test {len(test)}; stream wrong {wrong},"
-              f" corrected {corrected}", flush=True)
-        for flip in (False, True):
-            g, t = score(current, snap.golden, flip=flip), score(current, test, flip=flip)
-            out["zero-shot" + ("+flip" if flip else "")][seed] = (t, t, True, 0.0)
-            print(f"  zero-shot flip={flip}: golden {g.errors}/{g.n} loss {g.loss:.4f}; test {t.errors}/{t.n} loss {t.loss:.4f}")
-        cur_golden = score(current, snap.golden, flip=False)
-        cur_test = score(current, test, flip=False)
-        has_corrections = any(i.source == "correction" for i in snap.train)
-        trained: dict[Any, tuple[Any, float]] = {}  # config → (fine-tuned model, seconds)
-        for name in args.recipes:
-            cfg = dataclasses.replace(default_config(settings), wise_alpha=1.0, seed=seed, **RECIPES[name])
-            if not has_corrections:  # repeats change nothing then: reuse the same training
-                cfg = dataclasses.replace(cfg, correction_repeats=1)
-            if cfg not in trained:
-                started = time.perf_counter()
-                result = train_candidate(
-                    train_items=snap.train, valid_items=snap.valid, labels=snap.labels, settings=settings,
-                    base=current.model, out_dir=Path(tmp) / f"run-{name}", config=cfg, progress=False,
-                )
-                trained[cfg] = (result.model.cpu(), time.perf_counter() - started)
-            tuned, seconds = trained[cfg]
-            for alpha in args.alphas:
-                model = average_weights(copy.deepcopy(tuned), current.model.cpu(), alpha)
-                cand = TorchClassifier(model, version_id=None)
-                for flip in (False, True) if args.flip else (False,):
-                    key = f"{name} a{alpha}" + ("+flip" if flip else "")
-                    g, t = score(cand, snap.golden, flip=flip), score(cand, test, flip=flip)
-                    # the gate compares the un-augmented serving path, as the runner does
-                    gate = promotes(score(cand, snap.golden, flip=False), cur_golden) if flip else promotes(g, cur_golden)
-                    after = t if gate else cur_test
-                    out[key][seed] = (t, after, gate, seconds)
-                    print(f"  {key:<18} golden {g.errors}/{g.n} {g.loss:.4f} gate {'Y' if gate else 'n'}; "
-                          f"test {t.errors}/{t.n} loss {t.loss:.4f}; train {seconds:.0f} s", flush=True)
-
-
-def summary(out: dict, seeds: list[int]) -> None:
-    """One line per recipe: test errors per seed (candidate / after gate), totals and mean loss."""
-    print(f"\n{'recipe':<18} " + " ".join(f"s{s:<6}" for s in seeds) + "  cand-sum  after-sum  loss    gates  train s")
-    for key, per in out.items():
-        if len(per) != len(seeds):
-            continue
-        cells = " ".join(f"{per[s][0].errors}/{per[s][1].errors:<4}" for s in seeds)
-        cand = sum(per[s][0].errors for s in seeds)
-        after = sum(per[s][1].errors for s in seeds)
-        n = sum(per[s][0].n for s in seeds)
-        loss = statistics.mean(per[s][0].loss for s in seeds)
-        gates = sum(per[s][2] for s in seeds)
-        secs = statistics.mean(per[s][3] for s in seeds)
-        print(f"{key:<18} {cells}  {cand:>3}/{n:<4}  {after:>3}/{n:<4}  {loss:.4f}  {gates}/{len(seeds)}  {secs:>5.0f}")
+    index = {label: i for i, label in enumerate(labels)}
+    zero_shot = current.model.head.cpu()
+    y_train = torch.tensor([index[i.label] for i in snap.train])
+    is_corr = [is_correction(i) for i in snap.train]
+    y_golden = torch.tensor([index[i.label] for i in snap.golden])
+    test_rows = bank.rows([p.path for p in test])
+    y_test = torch.tensor([index[p.label] for p in test])
+    with torch.no_grad():
+        golden_now = scores(answer(zero_shot, bank, golden_rows, tta=args.tta), y_golden)
+        before, before_loss = scores(answer(zero_shot, bank, test_rows, tta=args.tta), y_test)
+    tallies["zero-shot"].before += before
+    tallies["zero-shot"].after += before
+    tallies["zero-shot"].loss.append(before_loss)
+    for recipe in recipes:
+        x, y = bank.plain[train_rows], y_train
+        w = torch.tensor([recipe.correction_weight if c else 1.0 for c in is_corr])
+        if recipe.flip:
+            x, y, w = torch.cat([x, bank.mirrored[train_rows]]), torch.cat([y, y]), torch.cat([w, w])
+        head = fit_head(x, y, w, zero_shot, l2=recipe.l2)
+        with torch.no_grad():
+            golden_new = scores(answer(head, bank, golden_rows, tta=args.tta), y_golden)
+            promote = golden_new[0] < golden_now[0] or (golden_new[0] == golden_now[0] and golden_new[1] <= golden_now[1])
+            after, loss = scores(answer(head if promote else zero_shot, bank, test_rows, tta=args.tta), y_test)
+        t = tallies[recipe]
+        t.before += before
+        t.after += after
+        t.worse += after > before
+        t.promoted += promote
+        t.seeds += 1
+        t.loss.append(loss)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/bears")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--recipes", nargs="+", default=["k1", "k4"], choices=sorted(RECIPES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
+    parser.add_argument("--variants", nargs="+", default=["all", "partial"])
+    parser.add_argument("--weights", type=float, nargs="+", default=[1, 4, 8], help="correction weights")
+    parser.add_argument("--l2", type=float, nargs="+", default=[0.001, 0.003, 0.01, 0.03, 0.1], help="pulls λ")
+    parser.add_argument("--tta", action="store_true", help="serve (and gate) with flip test-time augmentation")
     parser.add_argument("--base", type=float, default=0.35)
     parser.add_argument("--stream", type=float, default=0.4)
-    parser.add_argument("--alphas", type=float, nargs="+", default=list(ALPHAS), help="WiSE-FT weights to score")
-    parser.add_argument("--no-flip", dest="flip", action="store_false", help="skip flip test-time augmentation")
-    parser.add_argument("--partial", type=float, default=1.0, help="share of wrong answers corrected")
+    parser.add_argument("--partial", type=float, default=0.5, help="share of wrong answers corrected in 'partial'")
     args = parser.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"no photo folder at {args.data}; pass --data DIR (one sub-folder per label)")
     torch.set_num_threads(2)
-    out: dict[str, dict[int, tuple[Score, Score, bool, float]]] = defaultdict(dict)
-    for seed in args.seeds:
-        run_seed(args.data, seed, args, out)
-    summary(out, args.seeds)
+    photos = load_photos(args.data)
+    settings = load_settings(labels=",".join(sorted({p.label for p in photos})))
+    from bearbot.inference import build_v0
+
+    bank = FeatureBank(build_v0(settings.labels), photos, settings.max_image_pixels)
+    recipes = [Recipe(w, l2, flip) for w, l2, flip in itertools.product(args.weights, args.l2, (False, True))]
+    for variant in args.variants:
+        tallies: dict[Recipe | str, Tally] = defaultdict(Tally)
+        fraction = args.partial if variant == "partial" else 1.0
+        for seed in args.seeds:
+            run_seed(photos, bank, seed, fraction, args, recipes, tallies)
+        zs = tallies.pop("zero-shot")
+        n = len(args.seeds)
+        print(f"\nvariant {variant}, {n} seeds: zero-shot {zs.before} test errors, loss {sum(zs.loss) / n:.4f}")
+        print("| recipe | test errors after | after/before | seeds worse | promoted | test loss |")
+        print("|---|---|---|---|---|---|")
+        for recipe, t in sorted(tallies.items(), key=lambda kv: (kv[1].after, sum(kv[1].loss))):
+            print(f"| {recipe} | {t.after} | {t.after / max(t.before, 1):.2f} | {t.worse} | "
+                  f"{t.promoted}/{t.seeds} | {sum(t.loss) / n:.4f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def metrics_line(metrics: dict[str, Any] | None) -> str:
 
 
 def version_line(version: ModelVersion) -> str:
-    kind = "built-in zero-shot" if version.artifact_path is None else "fine-tuned"
+    kind = "built-in zero-shot" if version.artifact_path is None else "trained"
     return f"v{version.id} ({version.arch}, {kind}, labels {', '.join(version.labels)})"
 
 

@@ -28,8 +28,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def tiny_settings(tmp_path: Path, **overrides: object) -> Settings:
     # golden_fraction 0.3 puts 3 of the 12 fixture photos in the golden split (by their sha256).
     return load_settings(
-        data_dir=tmp_path / "var", golden_fraction=0.3, train_epochs=1, train_batch_size=4,
-        train_image_size=96, device="cpu", **overrides,
+        data_dir=tmp_path / "var", golden_fraction=0.3, train_batch_size=4, image_size=96,
+        device="cpu", **overrides,
     )
 
 
@@ -169,20 +169,3 @@ def test_gate(cand: tuple[float, float], cur: tuple[float, float], tol: float, p
         return {"error_rate": pair[0], "mean_loss": pair[1]}
 
     assert runner.should_promote(m(cand), m(cur), tolerance=tol) is promote
-
-
-def test_corrections_weigh_more_in_training() -> None:
-    from dataclasses import dataclass
-
-    from trainer.data import repeat_corrections
-
-    @dataclass(frozen=True)
-    class Item:
-        path: Path
-        label: str
-        source: str
-
-    items = [Item(Path("a.jpg"), "black", "import"), Item(Path("b.jpg"), "teddy", "correction")]
-    out = repeat_corrections(items, 8)
-    assert out.count(items[0]) == 1 and out.count(items[1]) == 8
-    assert repeat_corrections(items, 1) == items

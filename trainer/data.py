@@ -68,16 +68,9 @@ def split_by_content(
     return rest, held
 
 
-def repeat_corrections(items: Sequence[LabelledItem], repeats: int) -> list[LabelledItem]:
-    """``items`` with every user correction (``.source == "correction"``) listed ``repeats`` times.
-
-    Why: a retrain sees a handful of corrections among hundreds of search/import photos; repeated,
-    the photos the model got wrong weigh in each epoch as much as a small class would.
-    """
-    out: list[LabelledItem] = []
-    for item in items:
-        out.extend([item] * (repeats if getattr(item, "source", None) == "correction" else 1))
-    return out
+def is_correction(item: LabelledItem) -> bool:
+    """Whether ``item`` is a user correction (``.source == "correction"``); plain items are not."""
+    return getattr(item, "source", None) == "correction"
 
 
 def labels_of(items: Iterable[LabelledItem]) -> tuple[str, ...]:

@@ -123,7 +123,7 @@ def _train_and_gate(storage: Storage, settings: Settings, *, run_id: int, work_d
     serving = _load_serving(storage, settings)
     result = train_candidate(
         train_items=snap.train, valid_items=snap.valid, labels=snap.labels,
-        settings=settings, base=serving.model, out_dir=work_dir,
+        settings=settings, out_dir=work_dir,
     )
     candidate_metrics = evaluate_classifier(result.classifier, snap.golden, out_dir=work_dir / "candidate")
     current_metrics = evaluate_classifier(serving, snap.golden, out_dir=None)

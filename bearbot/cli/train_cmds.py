@@ -177,10 +177,8 @@ def _folder_labels(items: list[Any], settings: Settings) -> tuple[str, ...]:
     return settings.labels if set(found) == set(settings.labels) else found
 
 
-def train_from_folder(settings: Settings, data: Path, *, epochs: int | None) -> int:
-    """Train on ``data/<label>/``: golden hold-out, fine-tune, compare with the serving model, record."""
-    import dataclasses
-
+def train_from_folder(settings: Settings, data: Path) -> int:
+    """Train on ``data/<label>/``: golden hold-out, head refit, compare with the serving model, record."""
     from bearbot.artifact import publish
     from storage import model_versions
     from trainer.data import folder_items, split_by_content
@@ -193,17 +191,15 @@ def train_from_folder(settings: Settings, data: Path, *, epochs: int | None) -> 
     if not golden or not rest:
         raise RuntimeError(f"{data} has too few images to hold out a golden split")
     config = default_config(settings)
-    if epochs:
-        config = dataclasses.replace(config, epochs=epochs)
     run_dir = settings.runs_dir / f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     typer.echo(f"{len(rest)} images to train on, {len(golden)} held out (golden); labels {', '.join(labels)}; "
-               f"{config.device}, {config.epochs} epoch(s), {config.image_size}px crops")
+               f"{config.device}, {config.image_size} px")
     storage = _open(settings)
     try:
         current = load_row(active_version(storage), settings)
         result = train_candidate(
             train_items=rest, valid_items=[], labels=labels, settings=settings,
-            base=current.model, out_dir=run_dir, config=config,
+            out_dir=run_dir, config=config,
         )
         cand = evaluate_classifier(result.classifier, golden, out_dir=run_dir / "candidate")
         cur = evaluate_classifier(current, golden, out_dir=None)
@@ -230,7 +226,6 @@ def train_cmd(
     data: Path | None = typer.Option(
         None, "--data", exists=True, file_okay=False, help="Folder with one sub-folder of images per label."
     ),
-    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Fine-tune epochs (default: by device)."),
 ) -> None:
     """Train a candidate model; activate it only when it is not worse than the serving one.
 
@@ -238,14 +233,11 @@ def train_cmd(
     """
     settings = settings_or_exit()
     if data is None:
-        try:
-            from trainer.runner import run_from_cli
-        except ImportError:
-            typer.echo("bearbot train without --data needs the DB-driven run, which is not built yet.")
-            raise typer.Exit(1) from None
+        from trainer.runner import run_from_cli
+
         raise typer.Exit(run_from_cli(settings))
     try:
-        code = train_from_folder(settings, data, epochs=epochs)
+        code = train_from_folder(settings, data)
     except (RuntimeError, ValueError) as exc:
         raise fail(str(exc)) from None
     raise typer.Exit(code)
