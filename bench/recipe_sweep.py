@@ -62,13 +62,13 @@ class FeatureBank:
     """Plain and mirrored features of every photo, keyed by content hash (the store renames files)."""
 
     def __init__(self, model, photos: list[Photo], max_pixels: int) -> None:  # noqa: ANN001 - BearNet
-        plain, mirrored = extract_features(
+        found = extract_features(
             model, [p.path for p in photos], device="cpu", batch_size=32, max_pixels=max_pixels, flip=True,
             progress=True,
         )
-        assert mirrored is not None
-        self.index = {hashlib.sha256(p.path.read_bytes()).hexdigest(): i for i, p in enumerate(photos)}
-        self.plain, self.mirrored = plain, mirrored
+        assert found.mirrored is not None
+        self.index = {hashlib.sha256(photos[k].path.read_bytes()).hexdigest(): i for i, k in enumerate(found.kept)}
+        self.plain, self.mirrored = found.plain, found.mirrored
 
     def rows(self, paths: list[Path]) -> list[int]:
         return [self.index[hashlib.sha256(p.read_bytes()).hexdigest()] for p in paths]

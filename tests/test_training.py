@@ -115,3 +115,19 @@ def test_cli_train_eval_predict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert result.exit_code == 0, result.output
     (line,) = [line for line in result.stdout.splitlines() if line.startswith("{")]
     assert json.loads(line)["model_version"] in (1, 2)
+
+
+def test_unreadable_training_images_are_skipped_not_fatal(tmp_path: Path) -> None:
+    items = fixture_items()
+    valid = [i for i in items if i.path.stem.endswith("4")]
+    train = [i for i in items if i not in valid]
+    missing = LabelledImage(tmp_path / "gone.jpg", "black")  # deleted from disk after it was stored
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    result = train_candidate(
+        train_items=[*train, missing, LabelledImage(broken, "teddy")], valid_items=valid, labels=LABELS,
+        settings=load_settings(data_dir=tmp_path / "var"), out_dir=tmp_path / "run", config=TINY, progress=False,
+    )
+    assert result.metrics["n_train"] == len(train)
+    assert sorted(result.metrics["unreadable"]) == sorted([str(missing.path), str(broken)])
+    assert result.artifact_path.is_file()

@@ -11,7 +11,9 @@ they agree. L-BFGS solves the convex problem to convergence: no learning rate, e
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,14 +21,26 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from bearbot.imaging import open_image
+from bearbot.imaging import ImageError, open_image
 from bearbot.model_def import BearNet
 from bearbot.preprocess import center_crop_resize, to_batch
 
+log = logging.getLogger(__name__)
 
-def _batches(paths: Sequence[Path], size: int) -> Iterator[Sequence[Path]]:
-    for start in range(0, len(paths), size):
-        yield paths[start : start + size]
+
+@dataclass(frozen=True)
+class Features:
+    """Features of the readable images; ``kept`` indexes them into the paths asked for."""
+
+    plain: torch.Tensor  # (N, D), on the CPU
+    mirrored: torch.Tensor | None  # the same of the mirrored images, when asked for
+    kept: list[int]
+    unreadable: list[Path]
+
+
+def _batches(items: Sequence[tuple[int, Path]], size: int) -> Iterator[Sequence[tuple[int, Path]]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def extract_features(
@@ -38,20 +52,40 @@ def extract_features(
     max_pixels: int,
     flip: bool = False,
     progress: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Pooled body features (N, D) on the CPU, served-size centre crops; and of the mirrored images if ``flip``."""
+) -> Features:
+    """Pooled body features of served-size centre crops (and of their mirror images if ``flip``).
+
+    A file that is missing or no longer decodes is skipped and logged rather than failing the run.
+    """
     model = model.to(device).eval()
     plain: list[torch.Tensor] = []
     mirrored: list[torch.Tensor] = []
+    kept: list[int] = []
+    unreadable: list[Path] = []
     with torch.inference_mode(), tqdm(total=len(paths), desc="features", unit="img", disable=not progress) as bar:
-        for chunk in _batches(paths, batch_size):
-            crops = [center_crop_resize(open_image(p.read_bytes(), max_pixels=max_pixels), model.image_size) for p in chunk]
+        for chunk in _batches(list(enumerate(paths)), batch_size):
+            crops = []
+            for i, path in chunk:
+                try:
+                    crops.append(center_crop_resize(open_image(path.read_bytes(), max_pixels=max_pixels), model.image_size))
+                    kept.append(i)
+                except (ImageError, OSError) as exc:
+                    log.warning("skipping unreadable training image %s: %s", path, exc)
+                    unreadable.append(path)
+            bar.update(len(chunk))
+            if not crops:
+                continue
             batch = to_batch(crops, model.mean, model.std).to(device)
             plain.append(model.body(batch).float().cpu())
             if flip:
                 mirrored.append(model.body(batch.flip(-1)).float().cpu())
-            bar.update(len(chunk))
-    return torch.cat(plain), (torch.cat(mirrored) if flip else None)
+    empty = torch.empty(0, model.head.in_features)
+    return Features(
+        plain=torch.cat(plain) if plain else empty,
+        mirrored=(torch.cat(mirrored) if mirrored else empty) if flip else None,
+        kept=kept,
+        unreadable=unreadable,
+    )
 
 
 def fit_head(

@@ -80,7 +80,7 @@ from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, bearnet_splitter, bui
 from bearbot.settings import Settings
 from trainer.data import LabelledItem, is_correction, make_dataloaders, split_by_content
 from trainer.export import export_learner
-from trainer.head_fit import extract_features, fit_head
+from trainer.head_fit import Features, extract_features, fit_head
 
 if TYPE_CHECKING:
     from fastai.learner import Learner
@@ -170,21 +170,28 @@ def train_candidate(
     index = {label: i for i, label in enumerate(labels)}
     model = build_zero_shot(load_backbone(settings.arch), labels, image_size=cfg.image_size)
 
-    def features(items: Sequence[LabelledItem], flip: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return extract_features(
+    def features(items: Sequence[LabelledItem], flip: bool) -> tuple[Features, list[LabelledItem]]:
+        found = extract_features(
             model, [i.path for i in items], device=cfg.device, batch_size=cfg.batch_size,
             max_pixels=settings.max_image_pixels, flip=flip, progress=progress,
         )
+        return found, [items[k] for k in found.kept]
 
-    x, x_flipped = features(train_items, cfg.flip)
-    y = torch.tensor([index[i.label] for i in train_items])
-    w = torch.tensor([cfg.correction_weight if is_correction(i) else 1.0 for i in train_items])
-    if x_flipped is not None:
-        x, y, w = torch.cat([x, x_flipped]), torch.cat([y, y]), torch.cat([w, w])
+    train, read = features(train_items, cfg.flip)
+    if not read:
+        raise ValueError(
+            f"all {len(train_items)} training images are unreadable (missing or corrupt files), e.g. {train.unreadable[0]}"
+        )
+    x = train.plain
+    y = torch.tensor([index[i.label] for i in read])
+    w = torch.tensor([cfg.correction_weight if is_correction(i) else 1.0 for i in read])
+    if train.mirrored is not None:
+        x, y, w = torch.cat([x, train.mirrored]), torch.cat([y, y]), torch.cat([w, w])
     zero_shot_head = model.head
     model.head = fit_head(x, y, w, zero_shot_head, l2=cfg.head_l2, max_iter=cfg.max_iter)
-    x_valid, _ = features(valid_items, False)
-    y_valid = torch.tensor([index[i.label] for i in valid_items])
+    valid, valid_read = features(valid_items, False)
+    x_valid = valid.plain
+    y_valid = torch.tensor([index[i.label] for i in valid_read], dtype=torch.long)
     train_seconds = time.perf_counter() - started
 
     # fastai's Learner is the artifact format the bot loads (weights, transforms, vocab); nothing is fitted with it.
@@ -199,9 +206,10 @@ def train_candidate(
     metrics = {
         **_valid_metrics(model.head.cpu(), x_valid, y_valid, prefix="valid"),
         **_valid_metrics(zero_shot_head.cpu(), x_valid, y_valid, prefix="valid_zero_shot"),
-        "n_train": len(train_items),
-        "n_corrections": int(sum(is_correction(i) for i in train_items)),
-        "n_valid": len(valid_items),
+        "n_train": len(read),
+        "n_corrections": int(sum(is_correction(i) for i in read)),
+        "n_valid": len(valid_read),
+        "unreadable": [str(p) for p in train.unreadable + valid.unreadable],
         "train_seconds": round(train_seconds, 1),
         "config": asdict(cfg),
     }
@@ -216,7 +224,9 @@ def train_candidate(
     )
 
 
-def _valid_metrics(head: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor, *, prefix: str) -> dict[str, float]:
+def _valid_metrics(head: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor, *, prefix: str) -> dict[str, float | None]:
+    if not len(y):
+        return {f"{prefix}_error": None, f"{prefix}_loss": None}
     with torch.no_grad():
         logits = head(x)
         return {
