@@ -88,7 +88,7 @@ def answer(head: torch.nn.Linear, bank: FeatureBank, rows: list[int], *, tta: bo
 
 def run_seed(photos: list[Photo], bank: FeatureBank, seed: int, fraction: float, args: argparse.Namespace,
              recipes: list[Recipe], tallies: dict[Recipe | str, Tally]) -> None:
-    from trainer.runner import take_snapshot
+    from trainer.runner import should_promote, take_snapshot
 
     base, stream, test = split(photos, seed, args.base, args.stream)
     labels = sorted({p.label for p in photos})
@@ -123,7 +123,10 @@ def run_seed(photos: list[Photo], bank: FeatureBank, seed: int, fraction: float,
         head = fit_head(x, y, w, zero_shot, l2=recipe.l2)
         with torch.no_grad():
             golden_new = scores(answer(head, bank, golden_rows, tta=args.tta), y_golden)
-            promote = golden_new[0] < golden_now[0] or (golden_new[0] == golden_now[0] and golden_new[1] <= golden_now[1])
+            promote = should_promote(
+                {"error_rate": golden_new[0], "mean_loss": golden_new[1]},
+                {"error_rate": golden_now[0], "mean_loss": golden_now[1]}, tolerance=0.0,
+            )
             after, loss = scores(answer(head if promote else zero_shot, bank, test_rows, tta=args.tta), y_test)
         t = tallies[recipe]
         t.before += before

@@ -169,5 +169,5 @@ def describe_run(run: TrainingRun) -> str:
     if run.status == RunStatus.SUCCEEDED:
         return f"Training run #{run.id} succeeded: model v{run.model_version_id} is now serving.{figures}{counts}{took}"
     if run.status == RunStatus.REJECTED:
-        return f"Training run #{run.id} finished but the candidate was not promoted (worse on the golden set).{figures}{counts}{took}"
+        return f"Training run #{run.id} finished but the candidate was not promoted (not better on the golden set).{figures}{counts}{took}"
     return f"Training run #{run.id} failed: {(run.error or 'unknown error').splitlines()[-1][:300]} The current model keeps serving."

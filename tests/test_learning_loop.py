@@ -27,10 +27,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def tiny_settings(tmp_path: Path, **overrides: object) -> Settings:
     # golden_fraction 0.3 puts 3 of the 12 fixture photos in the golden split (by their sha256).
-    return load_settings(
-        data_dir=tmp_path / "var", golden_fraction=0.3, train_batch_size=4, image_size=96,
-        device="cpu", **overrides,
-    )
+    defaults: dict[str, object] = {"golden_fraction": 0.3, "train_batch_size": 4, "image_size": 96, "device": "cpu"}
+    return load_settings(data_dir=tmp_path / "var", **{**defaults, **overrides})
 
 
 @pytest.fixture
@@ -92,6 +90,23 @@ def test_corrections_merge_train_and_gate(store: Storage) -> None:
             assert (store.settings.models_dir / active.artifact_path).is_file()
         else:
             assert active.artifact_path is None  # v0 keeps serving
+
+
+def test_a_rerun_on_an_unchanged_dataset_makes_no_new_version(tmp_path: Path) -> None:
+    # At 224 px the first run is promoted on these photos (as in test_bot_learning_e2e); the second
+    # refits the very same head from the very same dataset.
+    store = open_storage(tiny_settings(tmp_path, image_size=224))
+    try:
+        import_folder(store, FIXTURES / "bears", progress=False)
+        first = runner.run_now(store)
+        assert first.status is RunStatus.SUCCEEDED, runs.describe_run(first)
+        second = runner.run_now(store)
+        assert second.status is RunStatus.REJECTED, runs.describe_run(second)
+        assert second.metrics["candidate_loss"] == pytest.approx(second.metrics["current_loss"], abs=1e-6)
+        assert active_id(store) == first.model_version_id
+        assert "not better on the golden set" in runs.describe_run(second)
+    finally:
+        store.close()
 
 
 def test_worse_candidate_is_rejected(store: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,6 +176,7 @@ def test_killed_worker_is_recovered_at_next_start(store: Storage) -> None:
         ((0.10, 0.3), (0.05, 0.2), 0.0, False),  # more errors loses
         ((0.0, 0.10), (0.0, 0.12), 0.0, True),  # a tie: the surer candidate wins
         ((0.0, 0.15), (0.0, 0.12), 0.0, False),  # a tie, less sure: keep serving
+        ((0.0, 0.12), (0.0, 0.12), 0.0, False),  # the same model again: keep serving
         ((0.06, 0.10), (0.05, 0.12), 0.02, True),  # within tolerance and surer
     ],
 )

@@ -96,6 +96,9 @@ def execute_run(storage: Storage, *, run_id: int) -> TrainingRun:
     return outcome
 
 
+LOSS_NOISE = 1e-4  # golden log-loss differences below this are rounding, not a better model
+
+
 def should_promote(candidate: dict[str, Any], current: dict[str, Any], *, tolerance: float) -> bool:
     """The gate, on golden-split metrics: fewer errors wins; a tie (within ``tolerance``) is
     decided by mean log-loss, so a candidate that is merely *as right but less sure* never replaces
@@ -108,7 +111,10 @@ def should_promote(candidate: dict[str, Any], current: dict[str, Any], *, tolera
     if cand_err > cur_err + tolerance:
         return False
     cand_loss, cur_loss = candidate.get("mean_loss"), current.get("mean_loss")
-    return cand_loss is not None and cur_loss is not None and cand_loss <= cur_loss
+    # Lower by more than float noise: a retrain on an unchanged dataset refits the same head (its
+    # loss differs from the serving copy's only by eager-vs-traced rounding, ~1e-6), and the same
+    # model again is no reason for a new version.
+    return cand_loss is not None and cur_loss is not None and cand_loss < cur_loss - LOSS_NOISE
 
 
 def _train_and_gate(storage: Storage, settings: Settings, *, run_id: int, work_dir: Path) -> TrainingRun:
