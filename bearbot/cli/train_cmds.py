@@ -183,6 +183,7 @@ def train_from_folder(settings: Settings, data: Path) -> int:
     from storage import model_versions
     from trainer.data import folder_items, split_by_content
     from trainer.evaluate import evaluate_classifier
+    from trainer.runner import should_promote
     from trainer.train import default_config, train_candidate
 
     items = folder_items(data)
@@ -203,7 +204,7 @@ def train_from_folder(settings: Settings, data: Path) -> int:
         )
         cand = evaluate_classifier(result.classifier, golden, out_dir=run_dir / "candidate")
         cur = evaluate_classifier(current, golden, out_dir=None)
-        promote = cand["error_rate"] <= cur["error_rate"] + settings.promote_tolerance
+        promote = should_promote(cand, cur, tolerance=settings.promote_tolerance)
         path, sha = publish(result.artifact_path, settings.models_dir)
         with storage.session() as session:
             version = model_versions.create_version(
@@ -217,7 +218,7 @@ def train_from_folder(settings: Settings, data: Path) -> int:
         storage.close()
     print_metrics(f"candidate (version {version_id})", cand)
     print_metrics(f"serving (version {current.version_id})", cur)
-    verdict = "activated" if promote else "recorded but NOT activated (worse than the serving model)"
+    verdict = "activated" if promote else "recorded but NOT activated (not better than the serving model on the golden split)"
     typer.echo(f"model version {version_id}: {path} — {verdict}")
     return 0
 
@@ -227,7 +228,7 @@ def train_cmd(
         None, "--data", exists=True, file_okay=False, help="Folder with one sub-folder of images per label."
     ),
 ) -> None:
-    """Train a candidate model; activate it only when it is not worse than the serving one.
+    """Train a candidate model; activate it only when it passes the gate /retrain uses against the serving one.
 
     Without --data: one run on the database's dataset (accepted corrections included).
     """
