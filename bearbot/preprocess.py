@@ -60,17 +60,8 @@ def read_item_image(item: object) -> Image.Image:
     return open_image(Path(path).read_bytes())
 
 
-def fastai_item_tfms(size: int, valid_size: int | None = None) -> list:
-    """fastai item transforms: ``RandomResizedCrop(size, min_scale=0.5)`` for training only and a
-    centred ``Resize(valid_size or size)`` for validation/prediction only (= :func:`center_crop_resize`).
+def fastai_item_tfms(size: int) -> list:
+    """fastai item transforms: a centred ``Resize(size)`` (= :func:`center_crop_resize`)."""
+    from fastai.vision.augment import Resize
 
-    A larger ``valid_size`` than the training crop compensates the zoom-in that random crops apply
-    during training (Touvron et al. 2019, "FixRes"): objects then appear at the size the net learnt.
-    """
-    from fastai.vision.augment import RandomResizedCrop, Resize
-
-    train_crop = RandomResizedCrop(size, min_scale=0.5)
-    train_crop.split_idx = 0  # training split only
-    valid_resize = Resize(valid_size or size)
-    valid_resize.split_idx = 1  # validation / test_dl / predict only
-    return [train_crop, valid_resize]
+    return [Resize(size)]

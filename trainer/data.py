@@ -1,8 +1,10 @@
-"""Training data as fastai sees it: explicit (path, label) items → ``DataBlock`` → ``DataLoaders``.
+"""Training items: (path, label) pairs, folder layouts, content-hash splits, and the fastai
+``DataLoaders`` an exported learner carries.
 
-The book's recipe: ``DataBlock(ImageBlock, CategoryBlock)``, ``RandomResizedCrop(224, min_scale=0.5)``
-and ``aug_transforms()``. The validation crop is fastai's centred ``Resize``, which is exactly what
-serving does (``bearbot.preprocess``), so validation numbers are serving numbers.
+Training itself works on features (:mod:`trainer.head_fit`); the ``DataLoaders`` only give the
+exported ``Learner`` its pipeline — the book's ``DataBlock(ImageBlock, CategoryBlock)`` with
+fastai's centred ``Resize``, exactly what serving does (``bearbot.preprocess``) — so that
+``learn.predict`` on an exported model answers as the bot does.
 """
 
 from __future__ import annotations
@@ -89,17 +91,15 @@ def make_dataloaders(
     *,
     labels: Sequence[str],
     size: int,
-    valid_size: int | None = None,
     batch_size: int,
     mean: Sequence[float],
     std: Sequence[float],
     device: str,
     num_workers: int,
 ) -> DataLoaders:
-    """``DataLoaders`` over explicit train / valid items with the book's augmentations."""
+    """``DataLoaders`` over explicit train / valid items, centre-cropped to ``size`` and normalised."""
     from fastai.data.block import CategoryBlock, DataBlock
     from fastai.data.transforms import IndexSplitter, ItemGetter, Normalize
-    from fastai.vision.augment import aug_transforms
     from fastai.vision.data import ImageBlock
 
     items = as_pairs(train_items) + as_pairs(valid_items)
@@ -108,7 +108,7 @@ def make_dataloaders(
         get_x=read_item_image,  # bearbot.preprocess: the bot can unpickle an exported learner
         get_y=ItemGetter(1),
         splitter=IndexSplitter(list(range(len(train_items), len(items)))),
-        item_tfms=fastai_item_tfms(size, valid_size),
-        batch_tfms=[*aug_transforms(), Normalize.from_stats(list(mean), list(std))],
+        item_tfms=fastai_item_tfms(size),
+        batch_tfms=[Normalize.from_stats(list(mean), list(std))],
     )
     return block.dataloaders(items, bs=batch_size, device=device, num_workers=num_workers)

@@ -198,7 +198,7 @@ def train_candidate(
 
     # fastai's Learner is the artifact format the bot loads (weights, transforms, vocab); nothing is fitted with it.
     dls = make_dataloaders(
-        train_items, valid_items, labels=labels, size=cfg.image_size, valid_size=cfg.image_size,
+        train_items, valid_items, labels=labels, size=cfg.image_size,
         batch_size=min(cfg.batch_size, len(train_items)), mean=model.mean, std=model.std,
         device=cfg.device, num_workers=0,
     )
