@@ -12,6 +12,10 @@ users send) and a *test* part nobody ever corrects. Then, through the real code 
 3. one training run through ``trainer.runner.run_now`` — the code ``/retrain`` runs, gate included;
 4. test error of whatever model serves after the gate.
 
+With ``--cycles K`` the stream arrives in K interleaved parts, each sent to the model serving at
+that moment and followed by one retrain, and test error is printed after every cycle: does the bot
+keep getting better while it runs, and does any cycle make it worse?
+
 Prints test errors before/after as counts (k/n: one photo moves the rate by more than a percent)
 per seed and variant, the totals pooled over seeds, whether any seed got worse, and each run's
 duration. The default split is 35 % base / 40 % stream / 25 % test: on ../shared/data/bears the
@@ -19,6 +23,7 @@ zero-shot model errs on 1–2 % of photos, so a smaller stream yields almost no 
 (seed 0 yields none at all) and the benchmark would measure only the retrain on the base part.
 
     python bench/learning_curve.py --data ../shared/data/bears --seeds 0 1 2
+    python bench/learning_curve.py --seeds 0 1 2 3 4 5 6 --variants all --cycles 3
 """
 
 from __future__ import annotations
@@ -55,13 +60,23 @@ class Photo:
 class Result:
     seed: int
     variant: str
-    before: int  # test errors of the model serving before the cycle
-    after: int  # ... and after it (the gate may have kept the old one)
+    before: int  # test errors of the model serving before the first cycle
+    afters: list[int]  # ... and after each cycle (the gate may have kept the old model)
     n_test: int
     corrected: int
     wrong_in_stream: int
-    status: str
-    seconds: float
+    statuses: list[str]
+    seconds: list[float]
+
+    @property
+    def after(self) -> int:
+        return self.afters[-1]
+
+    @property
+    def never_worse(self) -> bool:
+        """No cycle raised unseen-photo errors above those of the model it replaced."""
+        path = [self.before, *self.afters]
+        return all(b <= a for a, b in zip(path, path[1:], strict=False))
 
 
 def load_photos(root: Path) -> list[Photo]:
@@ -121,7 +136,7 @@ def import_base(store: Storage, settings: Settings, photos: list[Photo]) -> None
 
 def send_stream(
     store: Storage, settings: Settings, classifier, photos: list[Photo], *, fraction: float,  # noqa: ANN001
-    adversarial: int, rng: random.Random,
+    adversarial: int, rng: random.Random, first_message: int = 1,
 ) -> tuple[int, int]:
     """Users send the stream; wrong answers get corrected (two users agree). Returns (wrong, corrected)."""
     wrong = corrected = attacked = 0
@@ -135,7 +150,7 @@ def send_stream(
             image, _ = store.images.put(s, data=data, origin=Origin.UPLOAD)
             answer = classifier.predict(data)
             pred = predictions.record_prediction(
-                s, image_id=image.id, user_id=sender.id, chat_id=1001, message_id=i + 1, answer=answer
+                s, image_id=image.id, user_id=sender.id, chat_id=1001, message_id=first_message + i, answer=answer
             )
             if answer.label != p.label:
                 wrong += 1
@@ -156,32 +171,42 @@ def send_stream(
     return wrong, corrected
 
 
-def one_cycle(data: Path, seed: int, variant: str, args: argparse.Namespace) -> Result:
+def one_seed(data: Path, seed: int, variant: str, args: argparse.Namespace) -> Result:
+    """Import the base part, then ``args.cycles`` times: users send their share of the stream, one retrain."""
     from trainer.runner import run_now
 
     photos = load_photos(data)
     base, stream, test = split(photos, seed, args.base, args.stream)
     labels = ",".join(sorted({p.label for p in photos}))
+    rng = random.Random(seed)
+    fraction = args.partial if variant == "partial" else 1.0
+    adversarial = args.adversarial if variant == "adversarial" else 0
+    afters, statuses, seconds = [], [], []
+    wrong = corrected = 0
     with tempfile.TemporaryDirectory(prefix="bearbot-lc-") as tmp:
         settings = load_settings(data_dir=Path(tmp), labels=labels)
         store = open_storage(settings)
         import_base(store, settings, base)
-        before_model = serving(store, settings)
-        before = errors(before_model, test)
-        fraction = args.partial if variant == "partial" else 1.0
-        adversarial = args.adversarial if variant == "adversarial" else 0
-        wrong, corrected = send_stream(
-            store, settings, before_model, stream, fraction=fraction, adversarial=adversarial, rng=random.Random(seed)
-        )
-        started = time.perf_counter()
-        with contextlib.redirect_stdout(sys.stderr):  # fastai's progress bars; keep the table clean
-            run = run_now(store)
-        seconds = time.perf_counter() - started
-        after = errors(serving(store, settings), test)
-        if run.status is RunStatus.FAILED:
-            print(f"  run failed: {run.error}", file=sys.stderr)
+        model = serving(store, settings)
+        before = errors(model, test)
+        for cycle in range(args.cycles):
+            part = stream[cycle :: args.cycles]  # interleaved: every part holds every label
+            w, c = send_stream(
+                store, settings, model, part, fraction=fraction, adversarial=adversarial, rng=rng,
+                first_message=1 + cycle * len(stream),
+            )
+            wrong, corrected = wrong + w, corrected + c
+            started = time.perf_counter()
+            with contextlib.redirect_stdout(sys.stderr):  # fastai's progress bars; keep the table clean
+                run = run_now(store)
+            seconds.append(time.perf_counter() - started)
+            if run.status is RunStatus.FAILED:
+                print(f"  run failed: {run.error}", file=sys.stderr)
+            model = serving(store, settings)
+            afters.append(errors(model, test))
+            statuses.append(run.status.value)
         store.close()
-    return Result(seed, variant, before, after, len(test), corrected, wrong, run.status.value, seconds)
+    return Result(seed, variant, before, afters, len(test), corrected, wrong, statuses, seconds)
 
 
 def main() -> None:
@@ -192,19 +217,23 @@ def main() -> None:
     parser.add_argument("--base", type=float, default=0.35, help="share of each label imported as the dataset")
     parser.add_argument("--stream", type=float, default=0.4, help="share users send (the rest, 25 %%, is test)")
     parser.add_argument("--partial", type=float, default=0.5, help="share of wrong answers corrected in 'partial'")
-    parser.add_argument("--adversarial", type=int, default=10, help="right answers one user mislabels")
+    parser.add_argument("--adversarial", type=int, default=10, help="right answers one user mislabels per cycle")
+    parser.add_argument("--cycles", type=int, default=1, help="split the stream in this many parts, a retrain after each")
     args = parser.parse_args()
     if not args.data.is_dir():
         sys.exit(f"no photo folder at {args.data}; pass --data DIR (one sub-folder per label)")
     results: list[Result] = []
-    print(f"{'seed':>4} {'variant':<12} {'before':>12} {'after':>12} {'wrong':>5} {'fixed':>5} {'status':<10} {'run s':>6}")
+    afters = " ".join(f"{'after ' + str(k + 1):>12}" for k in range(args.cycles)) if args.cycles > 1 else f"{'after':>12}"
+    print(f"{'seed':>4} {'variant':<12} {'before':>12} {afters} {'wrong':>5} {'fixed':>5} {'status':<10} {'run s':>6}")
     for variant in args.variants:
         for seed in args.seeds:
-            r = one_cycle(args.data, seed, variant, args)
+            r = one_seed(args.data, seed, variant, args)
             results.append(r)
+            cells = " ".join(f"{fmt(a, r.n_test):>12}" for a in r.afters)
             print(
-                f"{r.seed:>4} {r.variant:<12} {fmt(r.before, r.n_test):>12} {fmt(r.after, r.n_test):>12} "
-                f"{r.wrong_in_stream:>5} {r.corrected:>5} {r.status:<10} {r.seconds:>6.0f}", flush=True,
+                f"{r.seed:>4} {r.variant:<12} {fmt(r.before, r.n_test):>12} {cells} "
+                f"{r.wrong_in_stream:>5} {r.corrected:>5} {','.join(r.statuses):<10} "
+                f"{','.join(f'{x:.0f}' for x in r.seconds):>6}", flush=True,
             )
     for variant in args.variants:
         print(summarize([r for r in results if r.variant == variant], variant))
@@ -216,15 +245,18 @@ def fmt(errors: int, n: int) -> str:
 
 
 def summarize(rs: list[Result], variant: str) -> str:
-    """Totals over seeds (pooled errors / pooled test photos), never-worse check, mean run time."""
-    b, a, n = sum(r.before for r in rs), sum(r.after for r in rs), sum(r.n_test for r in rs)
+    """Totals over seeds (pooled errors / pooled test photos) per cycle, never-worse check, run times."""
+    b, n = sum(r.before for r in rs), sum(r.n_test for r in rs)
+    cycles = len(rs[0].afters)
+    path = " → ".join(fmt(sum(r.afters[k] for r in rs), n) for k in range(cycles))
+    a = sum(r.after for r in rs)
     ratio = f"{a / b:.2f}" if b else "n/a"
-    never_worse = all(r.after <= r.before for r in rs)
+    times = [t for r in rs for t in r.seconds]
     return (
-        f"total {variant:<12} before {fmt(b, n)} after {fmt(a, n)} (after/before {ratio}); "
-        f"never worse: {never_worse}; run {statistics.mean(r.seconds for r in rs):.0f} s "
-        f"(max {max(r.seconds for r in rs):.0f} s)"
+        f"total {variant:<12} before {fmt(b, n)} after {path} (after/before {ratio}); "
+        f"never worse: {all(r.never_worse for r in rs)}; run {statistics.mean(times):.0f} s (max {max(times):.0f} s)"
     )
+
 
 if __name__ == "__main__":
     main()
