@@ -101,14 +101,13 @@ def run_seed(photos: list[Photo], bank: FeatureBank, seed: int, fraction: float,
         snap = take_snapshot(store)
         fit_items = [*snap.train, *snap.valid] if args.fit_valid else snap.train
         train_rows = bank.rows([i.path for i in fit_items])
-        gate_items = [*snap.golden, *snap.valid] if args.gate_valid else snap.golden
-        golden_rows = bank.rows([i.path for i in gate_items])
+        golden_rows = bank.rows([i.path for i in snap.golden])
         store.close()
     index = {label: i for i, label in enumerate(labels)}
     zero_shot = current.model.head.cpu()
     y_train = torch.tensor([index[i.label] for i in fit_items])
     is_corr = [is_correction(i) for i in fit_items]
-    y_golden = torch.tensor([index[i.label] for i in gate_items])
+    y_golden = torch.tensor([index[i.label] for i in snap.golden])
     test_rows = bank.rows([p.path for p in test])
     y_test = torch.tensor([index[p.label] for p in test])
     with torch.no_grad():
@@ -147,7 +146,6 @@ def main() -> None:
     parser.add_argument("--weights", type=float, nargs="+", default=[1, 4, 8], help="correction weights")
     parser.add_argument("--l2", type=float, nargs="+", default=[0.001, 0.003, 0.01, 0.03, 0.1], help="pulls λ")
     parser.add_argument("--fit-valid", action="store_true", help="fit on the valid split too")
-    parser.add_argument("--gate-valid", action="store_true", help="gate on the golden and valid splits together")
     parser.add_argument("--tta", action="store_true", help="serve (and gate) with flip test-time augmentation")
     parser.add_argument("--base", type=float, default=0.35)
     parser.add_argument("--stream", type=float, default=0.4)
