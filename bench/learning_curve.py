@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -75,8 +76,7 @@ class Result:
     @property
     def never_worse(self) -> bool:
         """No cycle raised unseen-photo errors above those of the model it replaced."""
-        path = [self.before, *self.afters]
-        return all(b <= a for a, b in zip(path, path[1:], strict=False))
+        return all(b <= a for a, b in pairwise([self.before, *self.afters]))
 
 
 def load_photos(root: Path) -> list[Photo]:
