@@ -70,7 +70,6 @@ Fitting the valid split too (``--fit-valid``): 41 → 39 errors with every mista
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -91,7 +90,6 @@ from trainer.head_fit import Features, extract_features, fit_head
 if TYPE_CHECKING:
     from fastai.learner import Learner
 
-log = logging.getLogger(__name__)
 
 EXPORT_NAME = "learner.pkl"
 
