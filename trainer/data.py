@@ -10,11 +10,14 @@ fastai's centred ``Resize``, exactly what serving does (``bearbot.preprocess``) 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from PIL import Image
+
+from bearbot.imaging import DEFAULT_MAX_PIXELS, ImageError, open_image
 from bearbot.preprocess import fastai_item_tfms, read_item_image
 
 if TYPE_CHECKING:
@@ -73,6 +76,27 @@ def split_by_content(
 def is_correction(item: LabelledItem) -> bool:
     """Whether ``item`` is a user correction (``.source == "correction"``); plain items are not."""
     return getattr(item, "source", None) == "correction"
+
+
+def decoded_batches(
+    paths: Sequence[Path], batch_size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Iterator[tuple[list[int], list[Image.Image], list[Path]]]:
+    """Decode ``paths`` ``batch_size`` at a time, with the serving safety rules.
+
+    Yields per batch: the indices (into ``paths``) of the images that decoded, those images, and
+    the paths that are missing or do not decode — skipped, so one bad file never sinks a run.
+    """
+    for start in range(0, len(paths), batch_size):
+        kept: list[int] = []
+        images: list[Image.Image] = []
+        unreadable: list[Path] = []
+        for i in range(start, min(start + batch_size, len(paths))):
+            try:
+                images.append(open_image(Path(paths[i]).read_bytes(), max_pixels=max_pixels))
+                kept.append(i)
+            except (ImageError, OSError):
+                unreadable.append(Path(paths[i]))
+        yield kept, images, unreadable
 
 
 def labels_of(items: Iterable[LabelledItem]) -> tuple[str, ...]:

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from bearbot.imaging import ImageError
 from bearbot.inference import TorchClassifier
 from bearbot.prediction import Prediction
 from bearbot.preprocess import read_item_image
-from trainer.data import LabelledItem
+from trainer.data import LabelledItem, decoded_batches
 
 CONFUSION_PNG = "confusion_matrix.png"
 TOP_LOSSES_PNG = "top_losses.png"
@@ -43,17 +42,11 @@ def score_items(classifier: TorchClassifier, items: Sequence[LabelledItem], *, b
     """Predict every item in batches; return the scored ones and the paths that could not be decoded."""
     scored: list[Scored] = []
     unreadable: list[str] = []
-    for start in range(0, len(items), batch_size):
-        chunk, images = [], []
-        for item in items[start : start + batch_size]:
-            try:
-                images.append(read_item_image(item.path))
-                chunk.append(item)
-            except (ImageError, OSError):
-                unreadable.append(str(item.path))
+    for kept, images, bad in decoded_batches([item.path for item in items], batch_size):
+        unreadable += [str(path) for path in bad]
         if images:
             preds = classifier.predict_images(images)
-            scored += [Scored(Path(i.path), i.label, p) for i, p in zip(chunk, preds, strict=True)]
+            scored += [Scored(Path(items[k].path), items[k].label, p) for k, p in zip(kept, preds, strict=True)]
     return scored, unreadable
 
 

@@ -12,7 +12,7 @@ they agree. L-BFGS solves the convex problem to convergence: no learning rate, e
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,9 +21,9 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from bearbot.imaging import ImageError, open_image
 from bearbot.model_def import BearNet
 from bearbot.preprocess import center_crop_resize, to_batch
+from trainer.data import decoded_batches
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,6 @@ class Features:
     mirrored: torch.Tensor | None  # the same of the mirrored images, when asked for
     kept: list[int]
     unreadable: list[Path]
-
-
-def _batches(items: Sequence[tuple[int, Path]], size: int) -> Iterator[Sequence[tuple[int, Path]]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def extract_features(
@@ -63,18 +58,15 @@ def extract_features(
     kept: list[int] = []
     unreadable: list[Path] = []
     with torch.inference_mode(), tqdm(total=len(paths), desc="features", unit="img", disable=not progress) as bar:
-        for chunk in _batches(list(enumerate(paths)), batch_size):
-            crops = []
-            for i, path in chunk:
-                try:
-                    crops.append(center_crop_resize(open_image(path.read_bytes(), max_pixels=max_pixels), model.image_size))
-                    kept.append(i)
-                except (ImageError, OSError) as exc:
-                    log.warning("skipping unreadable training image %s: %s", path, exc)
-                    unreadable.append(path)
-            bar.update(len(chunk))
-            if not crops:
+        for indices, images, bad in decoded_batches(paths, batch_size, max_pixels=max_pixels):
+            bar.update(len(indices) + len(bad))
+            for path in bad:
+                log.warning("skipping unreadable training image %s", path)
+            kept += indices
+            unreadable += bad
+            if not images:
                 continue
+            crops = [center_crop_resize(image, model.image_size) for image in images]
             batch = to_batch(crops, model.mean, model.std).to(device)
             plain.append(model.body(batch).float().cpu())
             if flip:
