@@ -67,11 +67,13 @@ class FeatureBank:
             progress=True,
         )
         assert found.mirrored is not None
-        self.index = {hashlib.sha256(photos[k].path.read_bytes()).hexdigest(): i for i, k in enumerate(found.kept)}
+        self.digest = {p.path: hashlib.sha256(p.path.read_bytes()).hexdigest() for p in photos}
+        self.index = {self.digest[photos[k].path]: i for i, k in enumerate(found.kept)}
         self.plain, self.mirrored = found.plain, found.mirrored
 
-    def rows(self, paths: list[Path]) -> list[int]:
-        return [self.index[hashlib.sha256(p.read_bytes()).hexdigest()] for p in paths]
+    def rows(self, digests: list[str]) -> list[int]:
+        """Feature rows of images given by content hash (a dataset entry's ``sha256``, or ``digest[path]``)."""
+        return [self.index[d] for d in digests]
 
 
 def scores(logits: torch.Tensor, targets: torch.Tensor) -> tuple[int, float]:
@@ -100,15 +102,15 @@ def run_seed(photos: list[Photo], bank: FeatureBank, seed: int, fraction: float,
         send_stream(store, settings, current, stream, fraction=fraction, adversarial=0, rng=random.Random(seed))
         snap = take_snapshot(store)
         fit_items = [*snap.train, *snap.valid] if args.fit_valid else snap.train
-        train_rows = bank.rows([i.path for i in fit_items])
-        golden_rows = bank.rows([i.path for i in snap.golden])
+        train_rows = bank.rows([i.sha256 for i in fit_items])
+        golden_rows = bank.rows([i.sha256 for i in snap.golden])
         store.close()
     index = {label: i for i, label in enumerate(labels)}
     zero_shot = current.model.head.cpu()
     y_train = torch.tensor([index[i.label] for i in fit_items])
     is_corr = [is_correction(i) for i in fit_items]
     y_golden = torch.tensor([index[i.label] for i in snap.golden])
-    test_rows = bank.rows([p.path for p in test])
+    test_rows = bank.rows([bank.digest[p.path] for p in test])
     y_test = torch.tensor([index[p.label] for p in test])
     with torch.no_grad():
         golden_now = scores(answer(zero_shot, bank, golden_rows, tta=args.tta), y_golden)
