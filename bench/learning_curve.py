@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bearbot.imaging import ImageError, inspect_image  # noqa: E402
 from bearbot.settings import Settings, load_settings  # noqa: E402
-from storage import corrections, model_versions, predictions, users  # noqa: E402
+from storage import corrections, predictions, users  # noqa: E402
 from storage.dataset import ItemSource, PhashIndex  # noqa: E402
 from storage.models import Origin, RunStatus  # noqa: E402
 from storage.store import Storage, open_storage  # noqa: E402
@@ -99,17 +99,6 @@ def split(photos: list[Photo], seed: int, base: float, stream: float) -> tuple[l
         parts[1].extend(group[a:b])
         parts[2].extend(group[b:])
     return parts
-
-
-def serving(store: Storage, settings: Settings):  # noqa: ANN201 - TorchClassifier
-    from bearbot.backbone import builtin_sha256
-    from bearbot.inference import load_for_settings
-
-    with store.session() as s:
-        active = model_versions.ensure_active(
-            s, arch=settings.arch, labels=list(settings.labels), builtin_sha256=lambda: builtin_sha256(settings.arch)
-        )
-        return load_for_settings(active, settings)
 
 
 def errors(classifier, photos: list[Photo]) -> int:  # noqa: ANN001
@@ -173,7 +162,7 @@ def send_stream(
 
 def one_seed(data: Path, seed: int, variant: str, args: argparse.Namespace) -> Result:
     """Import the base part, then ``args.cycles`` times: users send their share of the stream, one retrain."""
-    from trainer.runner import run_now
+    from trainer.runner import load_serving, run_now
 
     photos = load_photos(data)
     base, stream, test = split(photos, seed, args.base, args.stream)
@@ -187,7 +176,7 @@ def one_seed(data: Path, seed: int, variant: str, args: argparse.Namespace) -> R
         settings = load_settings(data_dir=Path(tmp), labels=labels)
         store = open_storage(settings)
         import_base(store, settings, base)
-        model = serving(store, settings)
+        model = load_serving(store, settings)
         before = errors(model, test)
         for cycle in range(args.cycles):
             part = stream[cycle :: args.cycles]  # interleaved: every part holds every label
@@ -202,7 +191,7 @@ def one_seed(data: Path, seed: int, variant: str, args: argparse.Namespace) -> R
             seconds.append(time.perf_counter() - started)
             if run.status is RunStatus.FAILED:
                 print(f"  run failed: {run.error}", file=sys.stderr)
-            model = serving(store, settings)
+            model = load_serving(store, settings)
             afters.append(errors(model, test))
             statuses.append(run.status.value)
         store.close()

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from bench.learning_curve import Photo, import_base, load_photos, send_stream, serving, split  # noqa: E402
+from bench.learning_curve import Photo, import_base, load_photos, send_stream, split  # noqa: E402
 from bearbot.settings import load_settings  # noqa: E402
 from storage.store import open_storage  # noqa: E402
 from trainer.data import is_correction  # noqa: E402
@@ -90,7 +90,7 @@ def answer(head: torch.nn.Linear, bank: FeatureBank, rows: list[int], *, tta: bo
 
 def run_seed(photos: list[Photo], bank: FeatureBank, seed: int, fraction: float, args: argparse.Namespace,
              recipes: list[Recipe], tallies: dict[Recipe | str, Tally]) -> None:
-    from trainer.runner import should_promote, take_snapshot
+    from trainer.runner import load_serving, should_promote, take_snapshot
 
     base, stream, test = split(photos, seed, args.base, args.stream)
     labels = sorted({p.label for p in photos})
@@ -98,7 +98,7 @@ def run_seed(photos: list[Photo], bank: FeatureBank, seed: int, fraction: float,
         settings = load_settings(data_dir=Path(tmp), labels=",".join(labels))
         store = open_storage(settings)
         import_base(store, settings, base)
-        current = serving(store, settings)
+        current = load_serving(store, settings)
         send_stream(store, settings, current, stream, fraction=fraction, adversarial=0, rng=random.Random(seed))
         snap = take_snapshot(store)
         fit_items = [*snap.train, *snap.valid] if args.fit_valid else snap.train

@@ -124,7 +124,7 @@ def test_worse_candidate_is_rejected(store: Storage, monkeypatch: pytest.MonkeyP
         return result
 
     monkeypatch.setattr(train, "train_candidate", sabotaged)
-    before = active_id(store) or runner._load_serving(store, store.settings).version_id
+    before = active_id(store) or runner.load_serving(store, store.settings).version_id
     run = runner.run_now(store)
     assert run.status is RunStatus.REJECTED, (run.error, run.metrics["candidate_error"], run.metrics["current_error"])
     assert run.metrics["candidate_error"] > run.metrics["current_error"]
@@ -133,7 +133,7 @@ def test_worse_candidate_is_rejected(store: Storage, monkeypatch: pytest.MonkeyP
 
 
 def test_run_that_raises_keeps_the_model_and_records_the_error(store: Storage) -> None:
-    before = runner._load_serving(store, store.settings).version_id
+    before = runner.load_serving(store, store.settings).version_id
     for f in store.settings.images_dir.rglob("*.jpg"):  # the image files vanish under the trainer
         f.unlink()
     run = runner.run_now(store)

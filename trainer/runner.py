@@ -61,7 +61,7 @@ def take_snapshot(storage: Storage) -> Snapshot:
     )
 
 
-def _load_serving(storage: Storage, settings: Settings):  # noqa: ANN202 - TorchClassifier, lazily imported
+def load_serving(storage: Storage, settings: Settings):  # noqa: ANN201 - TorchClassifier, lazily imported
     """The model serving now (the candidate's opponent at the gate), as the bot loads it."""
     from bearbot.backbone import builtin_sha256
     from bearbot.inference import load_for_settings
@@ -126,7 +126,7 @@ def _train_and_gate(storage: Storage, settings: Settings, *, run_id: int, work_d
     snap = take_snapshot(storage)
     if not snap.golden or not snap.train:
         raise RuntimeError("the dataset has no golden or no training images; build or import one first")
-    serving = _load_serving(storage, settings)
+    serving = load_serving(storage, settings)
     result = train_candidate(
         train_items=snap.train, valid_items=snap.valid, labels=snap.labels,
         settings=settings, out_dir=work_dir,
