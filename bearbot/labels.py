@@ -45,3 +45,8 @@ def parse_labels(text: str) -> tuple[str, ...]:
     if len(labels) < 2:
         raise ValueError("need at least two comma-separated labels")
     return tuple(labels)
+
+# The answer "there is no bear in this photo": a label users may correct to (``/correct none``), stored
+# like any correction, but never a class the label head learns (its photos are negatives for the
+# bear/not-bear decision only).
+NOT_BEAR = "none"
