@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -103,6 +104,8 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(256), default="")
     role: Mapped[Role] = mapped_column(_enum(Role, "role"), default=Role.USER)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Tell this user when a model trained on their correction starts serving (opt-out by command).
+    notify_learned: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class Image(Base):
@@ -191,6 +194,8 @@ class Correction(Base):
     # (added, relabelled, merged, superseded, refused as golden); cleared when the label changes.
     merged_at: Mapped[datetime | None] = mapped_column(default=None)
     merge_outcome: Mapped[str | None] = mapped_column(String(16), default=None)
+    # The first promoted model version trained on this correction (None: not in a serving model yet).
+    learned_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), default=None)
 
 
 class DatasetItem(Base):
