@@ -53,6 +53,7 @@ class Outcome(enum.StrEnum):
     MERGED = "merged"  # a correction relabelled the existing near-duplicate item instead
     REFUSED_GOLDEN = "refused_golden"  # a correction of (a near-copy of) a golden image: not trained on
     SUPERSEDED = "superseded"  # a newer correction (higher id) already set this item's label: unchanged
+    KEPT_CURATED = "kept_curated"  # a non-admin correction of an imported/searched photo: the curated label stays
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ def add_correction_item(
     label: str,
     correction_id: int,
     index: PhashIndex | None = None,
+    may_relabel_curated: bool = True,
 ) -> AddResult:
     """Put an accepted correction into the training split.
 
@@ -175,6 +177,8 @@ def add_correction_item(
 
     When several corrections reach one item, the newest (highest ``correction_id``) wins in any
     order: an older one leaves it unchanged (``SUPERSEDED``); the same one again is ``EXISTING``.
+    Relabelling an imported or searched item needs ``may_relabel_curated`` (an admin's word);
+    without it the curated label stays (``KEPT_CURATED``).
     """
     index = index if index is not None else PhashIndex.load(session)
     existing = item_for_image(session, image_id=image.id)
@@ -200,6 +204,8 @@ def add_correction_item(
         existing, outcome = session.get_one(DatasetItem, near.item_id), Outcome.MERGED
     if existing.correction_id is not None and existing.correction_id >= correction_id:
         return AddResult(Outcome.EXISTING if existing.correction_id == correction_id else Outcome.SUPERSEDED, existing)
+    if existing.source != ItemSource.CORRECTION and existing.label != label and not may_relabel_curated:
+        return AddResult(Outcome.KEPT_CURATED, existing)
     existing.label = label
     existing.source = str(ItemSource.CORRECTION)
     existing.correction_id = correction_id
@@ -257,6 +263,8 @@ class DatasetEntry:
     label: str
     split: Split
     source: str
+    correction_id: int | None = None  # the user correction that set its label, if one did
+    phash: str = ""
 
 
 def list_items(session: Session, *, images: ImageStore, split: Split | None = None) -> list[DatasetEntry]:
@@ -265,7 +273,10 @@ def list_items(session: Session, *, images: ImageStore, split: Split | None = No
     if split is not None:
         query = query.where(DatasetItem.split == split)
     return [
-        DatasetEntry(item.id, image.id, images.path_of(image), image.sha256, item.label, item.split, item.source)
+        DatasetEntry(
+            item.id, image.id, images.path_of(image), image.sha256, item.label, item.split, item.source,
+            item.correction_id, image.phash,
+        )
         for item, image in session.execute(query)
     ]
 

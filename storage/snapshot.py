@@ -1,16 +1,63 @@
-"""Queries the learning loop needs: what is waiting to be learned, and whether a dataset exists."""
+"""What one training run sees: the dataset with users' labels applied, and the photos users reviewed.
+
+Corrections change the dataset only when a model trained on them is promoted
+(:func:`learn_corrections`); a rejected run leaves the dataset as it was. A run works on a
+*view*: accepted corrections are merged inside a savepoint that is rolled back, so the merge rules
+of :func:`storage.dataset.add_correction_item` (golden wall, near-duplicates, newest wins) decide
+the view exactly as they will decide the promotion.
+
+Reviewed photos are the evaluation data that looks like real traffic: every photo whose accepted
+correction no promoted model has learned yet, and every photo whose sender confirmed the answer
+(✅, a pending confirmation is enough: it can only vouch for what the model already said).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.dataset import dataset_counts
-from storage.models import Correction, CorrectionStatus, DatasetItem, Split, utcnow
+from bearbot.labels import NOT_BEAR
+from storage import dataset
+from storage.dataset import DatasetEntry, Outcome, PhashIndex
+from storage.images import ImageStore
+from storage.models import Correction, CorrectionStatus, DatasetItem, Image, Prediction, Split, utcnow
+
+# Outcomes after which the correction's label is what the view (and a promoted model) trains on.
+_TRAINS = frozenset({Outcome.ADDED, Outcome.RELABELED, Outcome.MERGED, Outcome.EXISTING})
+
+
+@dataclass(frozen=True)
+class Reviewed:
+    """A photo users labelled that no promoted model has learned: evaluation data for the gate."""
+
+    image_id: int
+    path: Path
+    sha256: str
+    phash: str
+    label: str  # a model label, or NOT_BEAR
+    item_id: int | None  # the training item that carries its label in the view (None: evaluation only)
+    confirmed: bool  # the label is the answer the bot gave
+
+
+@dataclass(frozen=True)
+class TrainingView:
+    """The dataset as one run sees it."""
+
+    train: list[DatasetEntry]
+    valid: list[DatasetEntry]
+    golden: list[DatasetEntry]
+    reviewed: list[Reviewed]
+    labels: tuple[str, ...]
+    learnable: list[int]  # accepted corrections in the view that no promoted model has learned
+    outcomes: dict[str, int] = field(default_factory=dict)  # merge outcome → corrections
 
 
 def corrections_waiting(session: Session) -> list[Correction]:
-    """Accepted corrections no training snapshot has dealt with yet (oldest first).
+    """Accepted corrections no training run has seen yet (oldest first): what triggers a retrain.
 
     Corrections of golden images never train (the golden split is fixed), so they never wait.
     """
@@ -28,16 +75,150 @@ def corrections_waiting(session: Session) -> list[Correction]:
     )
 
 
-def mark_merged(session: Session, *, correction: Correction, outcome: str) -> None:
-    """Record that a snapshot dealt with ``correction`` (so it stops waiting)."""
-    correction.merged_at = utcnow()
-    correction.merge_outcome = outcome[:16]
+def _unlearned(session: Session) -> list[Correction]:
+    """Accepted corrections no promoted model has learned (oldest first)."""
+    return list(
+        session.scalars(
+            select(Correction)
+            .where(Correction.status == CorrectionStatus.ACCEPTED, Correction.learned_version_id.is_(None))
+            .order_by(Correction.id)
+        )
+    )
+
+
+def _merge(
+    session: Session, corrections: Sequence[Correction], index: PhashIndex
+) -> dict[int, tuple[Outcome, DatasetItem]]:
+    """Apply ``corrections`` to the dataset (bear labels only); correction id → outcome and item."""
+    results: dict[int, tuple[Outcome, DatasetItem]] = {}
+    for correction in corrections:
+        if correction.label == NOT_BEAR:
+            continue  # a negative for the bear/not-bear decision, never an example of a bear class
+        image = session.get_one(Image, correction.image_id)
+        result = dataset.add_correction_item(
+            session, image=image, label=correction.label, correction_id=correction.id, index=index,
+            may_relabel_curated=correction.reviewed_by is not None,
+        )
+        results[correction.id] = (result.outcome, result.item)
+    return results
+
+
+def take_view(session: Session, *, images: ImageStore) -> TrainingView:
+    """The run's view of the data; marks the corrections it saw, changes nothing else."""
+    pending = _unlearned(session)
+    with session.begin_nested() as savepoint:
+        index = PhashIndex.load(session)
+        merged = _merge(session, pending, index)
+        items = dataset.list_items(session, images=images)
+        labels = dataset.dataset_labels(session)
+        reviewed = _reviewed(session, pending, merged, index, items, images)
+        savepoint.rollback()
+    outcomes: dict[str, int] = {}
+    for outcome, _ in merged.values():
+        outcomes[str(outcome)] = outcomes.get(str(outcome), 0) + 1
+    now = utcnow()
+    for correction in corrections_waiting(session):
+        correction.merged_at = now  # seen by a run: no longer a reason to queue another
+    by_split = {split: [i for i in items if i.split is split] for split in Split}
+    return TrainingView(
+        train=by_split[Split.TRAIN], valid=by_split[Split.VALID], golden=by_split[Split.GOLDEN],
+        reviewed=reviewed, labels=labels,
+        learnable=[cid for cid, (outcome, _) in merged.items() if outcome in _TRAINS],
+        outcomes=outcomes,
+    )
+
+
+def _reviewed(
+    session: Session,
+    pending: Sequence[Correction],
+    merged: dict[int, tuple[Outcome, DatasetItem]],
+    index: PhashIndex,
+    items: Sequence[DatasetEntry],
+    images: ImageStore,
+) -> list[Reviewed]:
+    """Evaluation photos: unlearned accepted corrections (with their final label), then confirmations."""
+    label_of_item = {i.item_id: i.label for i in items}
+    said = _answers(session, [c.prediction_id for c in pending if c.prediction_id is not None])
+    found: dict[int, tuple[str, int | None, bool]] = {}  # image id → label, training item id, confirmed
+    for correction in pending:
+        answer = said.get(correction.prediction_id) if correction.prediction_id is not None else None
+        if correction.label == NOT_BEAR:
+            found[correction.image_id] = (NOT_BEAR, None, answer == NOT_BEAR)
+            continue
+        outcome, item = merged[correction.id]
+        if outcome in _TRAINS:
+            label = label_of_item[item.id]
+            found[correction.image_id] = (label, item.id, answer == label)
+    for image_id, label in _pending_confirmations(session):
+        if image_id in found or dataset.item_for_image(session, image_id=image_id) is not None:
+            continue
+        image = session.get_one(Image, image_id)
+        if index.nearest(image.phash, max_distance=dataset.SAME_SIDE_DISTANCE) is None:
+            found[image_id] = (label, None, True)  # nothing like it trains: a fair evaluation photo
+    rows = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(list(found))))}
+    return [
+        Reviewed(
+            image_id=image_id, path=images.path_of(rows[image_id]), sha256=rows[image_id].sha256,
+            phash=rows[image_id].phash, label=label, item_id=item_id, confirmed=confirmed,
+        )
+        for image_id, (label, item_id, confirmed) in sorted(found.items())
+    ]
+
+
+def _answers(session: Session, prediction_ids: Sequence[int]) -> dict[int, str]:
+    """What the bot answered in these predictions (NOT_BEAR where it saw no bear)."""
+    if not prediction_ids:
+        return {}
+    rows = session.execute(
+        select(Prediction.id, Prediction.label, Prediction.is_bear).where(Prediction.id.in_(list(prediction_ids)))
+    )
+    return {pid: (label if is_bear else NOT_BEAR) for pid, label, is_bear in rows}
+
+
+def _pending_confirmations(session: Session) -> list[tuple[int, str]]:
+    """(image id, label) of pending ✅ confirmations that no other user contradicts."""
+    rows = session.execute(
+        select(Correction.image_id, Correction.label, Prediction.label, Prediction.is_bear)
+        .join(Prediction, Correction.prediction_id == Prediction.id)
+        .where(Correction.status == CorrectionStatus.PENDING)
+    ).all()
+    labels_of: dict[int, set[str]] = {}
+    confirmed: dict[int, str] = {}
+    for image_id, label, said, is_bear in rows:
+        labels_of.setdefault(image_id, set()).add(label)
+        if label == (said if is_bear else NOT_BEAR):
+            confirmed[image_id] = label
+    disputed = set(
+        session.scalars(select(Correction.image_id).where(Correction.status != CorrectionStatus.PENDING))
+    )
+    return [
+        (image_id, label) for image_id, label in sorted(confirmed.items())
+        if labels_of[image_id] == {label} and image_id not in disputed
+    ]
+
+
+def learn_corrections(session: Session, *, correction_ids: Sequence[int], version_id: int) -> dict[int, str]:
+    """Merge the corrections a promoted model was trained on into the dataset, for good.
+
+    Same rules, same order as the run's view; each correction records the version that learned it.
+    Returns correction id → merge outcome.
+    """
+    rows = list(session.scalars(select(Correction).where(Correction.id.in_(list(correction_ids))).order_by(Correction.id)))
+    merged = _merge(session, rows, PhashIndex.load(session))
+    now = utcnow()
+    for row in rows:
+        row.learned_version_id = version_id
+        row.merged_at = row.merged_at or now
+        if row.id in merged:
+            row.merge_outcome = str(merged[row.id][0])[:16]
+    session.flush()
+    return {cid: str(outcome) for cid, (outcome, _) in merged.items()}
 
 
 def split_counts(session: Session) -> dict[Split, int]:
     """Dataset items per split (0 for empty splits)."""
     counts = {split: 0 for split in Split}
-    for row in dataset_counts(session):
+    for row in dataset.dataset_counts(session):
         counts[Split(row.split)] += row.count
     return counts
 
@@ -45,7 +226,7 @@ def split_counts(session: Session) -> dict[Split, int]:
 def dataset_ready(session: Session) -> str | None:
     """None when a training run can start; otherwise the reason, phrased for an admin."""
     counts = split_counts(session)
-    if counts[Split.GOLDEN] == 0 or counts[Split.TRAIN] + len(corrections_waiting(session)) < 2:
+    if counts[Split.GOLDEN] == 0 or counts[Split.TRAIN] + len(_unlearned(session)) < 2:
         return (
             "There is no dataset to train on yet. Build one with `bearbot dataset build` "
             "(web image search) or `bearbot dataset import DIR` (one sub-folder per label), then /retrain."

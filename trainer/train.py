@@ -1,94 +1,39 @@
 """Train a candidate model: the zero-shot model with its label head refit on the dataset.
 
-The recipe (chosen by measurement, below): the body stays frozen as ImageNet trained it; the label
-head — ImageNet's bear rows in v0 — is refit by L-BFGS on the body's features of every training
-photo and its mirror image, at the serving size (288 px centre crop, as the bot sees photos), with
-an L2 pull towards ImageNet's rows (λ = 0.01, see :mod:`trainer.head_fit`). A user correction
-weighs 4 search/import photos. Every run starts from zero-shot again and sees the whole dataset, so
-cycles add data but never compound drift.
+The body stays frozen as ImageNet trained it; the label head — ImageNet's bear rows in v0 — is
+refit by L-BFGS on the body's features of every training photo and its mirror image, at the serving
+size, with an L2 pull towards ImageNet's rows (:mod:`trainer.head_fit`). A user correction weighs
+as much as several search/import photos. Every run starts from zero-shot again and sees the whole
+dataset, so cycles add data but never compound drift. Why this recipe and not the book's
+``fine_tune``: fine-tuning the body on a few hundred noisy web photos made unseen photos worse
+(../shared/DESIGN.md), while a pulled head cannot forget what ImageNet knows and costs one forward
+pass per photo. The measurements behind each number are in bench/README.md, with the commands.
 
 Callable without the database: items are anything with ``.path`` and ``.label`` (and ``.source``,
 which marks user corrections).
-
-How it was chosen. The learning-curve setup of ``bench/learning_curve.py``: per seed,
-../shared/data/bears split per label 35 % imported dataset (20 % of it golden) / 40 % stream users
-send, every wrong answer corrected / 25 % unseen test; one retrain; the gate (fewer golden errors,
-tie → lower golden log-loss); test errors of whatever serves afterwards, summed over seeds.
-``bench/recipe_sweep.py`` prints this table from features computed once (50 seeds, 4,150 test
-answers; zero-shot makes 87 errors; in 23 of the seeds the test part holds a grey "Image"
-placeholder filed as grizzly that no model can get right):
-
-flip on: test errors after one retrain, every mistake corrected / half of them (test loss, all)
-
-| λ \\ correction weight | 1 | 4 | 8 |
-|---|---|---|---|
-| 0.001 | 42 / 49 (0.0355) | 40 / 47 (0.0362) | 40 / 47 (0.0367) |
-| 0.003 | 45 / 49 (0.0369) | 41 / 47 (0.0379) | 42 / 46 (0.0387) |
-| 0.01 | 43 / 46 (0.0406) | **41 / 44 (0.0420)** | 43 / 44 (0.0433) |
-| 0.03 | 43 / 46 (0.0464) | 41 / 44 (0.0484) | 41 / 43 (0.0502) |
-| 0.1 | 42 / 46 (0.0551) | 40 / 44 (0.0577) | 40 / 45 (0.0605) |
-
-flip off: test errors after one retrain, every mistake corrected / half of them (test loss, all)
-
-| λ \\ correction weight | 1 | 4 | 8 |
-|---|---|---|---|
-| 0.001 | 44 / 49 (0.0370) | 43 / 47 (0.0380) | 43 / 48 (0.0388) |
-| 0.003 | 45 / 46 (0.0383) | 43 / 45 (0.0396) | 43 / 44 (0.0406) |
-| 0.01 | 45 / 46 (0.0417) | 42 / 45 (0.0434) | 44 / 44 (0.0448) |
-| 0.03 | 43 / 47 (0.0472) | 41 / 46 (0.0493) | 43 / 45 (0.0513) |
-| 0.1 | 44 / 48 (0.0554) | 41 / 48 (0.0582) | 42 / 46 (0.0609) |
-
-Zero-shot: 87 errors (test loss 0.0826); every cell is at about half of that (×0.46–0.56), so the
-recipe does not hinge on its numbers. Chosen: weight 4, λ 0.01, flip on — among the fewest errors
-in both variants (×0.47 and ×0.51). A smaller λ lowers test loss (surer answers) without fewer
-errors, and a larger one keeps the head closer to ImageNet, which is the safer side when a dataset
-is noisier than this one. Every candidate passed the gate (50/50) and one seed of 50 ended one
-photo worse in each variant: the gate sees the golden split, not the unseen photos, so "never
-worse" holds on golden by construction and on unseen photos 49 times in 50. The one (seed 41) is
-a dark-furred grizzly, 54 % grizzly before and 28 % after; that seed's three corrections were
-all black bears the zero-shot model had called grizzly (55–64 %), which moved the black/grizzly
-line across it. Gating on the golden and
-valid splits together (about 100 photos instead of 60) decided every seed the same way.
-
-The previous recipe, fastai ``fine_tune`` of the whole network (1 CPU epoch, lr 8e-3, corrections
-8×) then WiSE-FT weight averaging with zero-shot (α = 0.5), measured through the real path on seeds
-0–6: 14 → 9 test errors (×0.64). The head refit on the same seeds, same script: 14 → 7 (×0.50) with every
-mistake corrected, 14 → 8 (×0.57) with half of them, 14 → 7 with a troll's wrong corrections
-(they stay pending), never worse on a seed; each run 5–7 s.
-Fine-tuning the body moved it on ~100 photos per run and needed averaging to undo most of it; with
-the body frozen the head cannot forget what ImageNet knows, the fit is deterministic, and a run
-costs one forward pass per photo (about 10 s on 2 CPU cores for 300 photos) instead of epochs of
-backward passes. Also tried on the same cached features, in a throwaway script over 50 seeds,
-and not kept: a Tip-Adapter-style cache of training features added to the refit head (×0.61–0.83
-instead of ×0.53: it copies neighbours' labels onto unseen photos), and adding 224 px features to
-the fit (no change). Flip test-time augmentation (``--tta``, same 50 seeds, gate and test both
-served that way): it helps zero-shot (87 → 78 errors) but not the refit head (41 → 40 with every
-mistake corrected, 44 → 48 with half), for twice the forward passes per photo: not used.
-Fitting the valid split too (``--fit-valid``): 41 → 39 errors with every mistake corrected but
-44 → 50 with half of them; the valid photos stay held out for the run's report.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from bearbot.backbone import load_backbone
 from bearbot.inference import TorchClassifier
-from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, bearnet_splitter, build_zero_shot
+from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, build_zero_shot
 from bearbot.settings import Settings
 from trainer.data import LabelledItem, is_correction, make_dataloaders, split_by_content
 from trainer.export import export_learner
-from trainer.head_fit import Features, extract_features, fit_head
-
-if TYPE_CHECKING:
-    from fastai.learner import Learner
+from trainer.features import FeatureTable, feature_table
+from trainer.head_fit import fit_head
 
 
 EXPORT_NAME = "learner.pkl"
@@ -127,13 +72,77 @@ def default_config(settings: Settings, device: str | None = None) -> TrainConfig
     )
 
 
+@dataclass(frozen=True)
+class Example:
+    """One training row: a photo's features (by sha256), its label and its weight."""
+
+    sha256: str
+    label: str
+    weight: float
+
+
+def examples_of(items: Sequence[LabelledItem], cfg: TrainConfig) -> list[Example]:
+    """Training rows for dataset items; a user correction weighs ``cfg.correction_weight``."""
+    return [
+        Example(getattr(i, "sha256"), i.label, cfg.correction_weight if is_correction(i) else 1.0) for i in items
+    ]
+
+
+def fit_examples(
+    table: FeatureTable, examples: Sequence[Example], labels: Sequence[str], anchor: nn.Linear, cfg: TrainConfig
+) -> nn.Linear:
+    """The label head refit on ``examples`` (those with features; with their mirror images if ``cfg.flip``)."""
+    index = {label: i for i, label in enumerate(labels)}
+    usable = [e for e in examples if e.sha256 in table.row and e.label in index]
+    if not usable:
+        raise ValueError("no readable training image has a model label")
+    rows = table.rows([e.sha256 for e in usable])
+    x = table.plain[rows]
+    y = torch.tensor([index[e.label] for e in usable])
+    w = torch.tensor([e.weight for e in usable])
+    if cfg.flip:
+        x, y, w = torch.cat([x, table.mirrored[rows]]), torch.cat([y, y]), torch.cat([w, w])
+    return fit_head(x, y, w, anchor, l2=cfg.head_l2, max_iter=cfg.max_iter)
+
+
+def with_head(model: BearNet, head: nn.Linear) -> BearNet:
+    """``model`` serving ``head`` instead of its own label head (same body, same ImageNet head)."""
+    model.head = head.to(next(model.body.parameters()).device)
+    return model
+
+
+def export_model(
+    model: BearNet,
+    *,
+    train_items: Sequence[LabelledItem],
+    valid_items: Sequence[LabelledItem],
+    cfg: TrainConfig,
+    out_dir: Path,
+) -> tuple[Path, str]:
+    """Export ``model`` as a fastai learner (the artifact format the bot loads): (path, sha256).
+
+    fastai's ``Learner`` carries the weights, the serving transforms and the vocab; nothing is fitted
+    with it, so it gets no loss function or splitter.
+    """
+    from fastai.learner import Learner
+
+    dls = make_dataloaders(
+        train_items, valid_items or train_items[:1], labels=model.labels, size=cfg.image_size,
+        batch_size=min(cfg.batch_size, len(train_items)), mean=model.mean, std=model.std,
+        device=cfg.device, num_workers=0,
+    )
+    learn = Learner(dls, model, path=out_dir, model_dir=".")
+    path, sha = export_learner(learn, out_dir / "export" / EXPORT_NAME)
+    model.eval()
+    return path, sha
+
+
 @dataclass
 class TrainResult:
     """A trained, exported (but not yet published) candidate."""
 
     classifier: TorchClassifier  # serving wrapper around the trained model (version_id None)
-    learner: Learner
-    artifact_path: Path  # learn.export output; publish with bearbot.artifact.publish
+    artifact_path: Path  # publish with bearbot.artifact.publish
     sha256: str
     arch: str
     labels: tuple[str, ...]
@@ -143,6 +152,28 @@ class TrainResult:
     @property
     def model(self) -> BearNet:
         return self.classifier.model
+
+
+@dataclass(frozen=True)
+class _Item:
+    path: Path
+    label: str
+    sha256: str
+    source: str | None = None
+
+
+def _hashed(items: Sequence[LabelledItem]) -> list[_Item]:
+    """Items with the sha256 of their bytes (None-safe: a missing file keeps an empty hash)."""
+    out = []
+    for item in items:
+        sha = getattr(item, "sha256", None)
+        if sha is None:
+            try:
+                sha = hashlib.sha256(Path(item.path).read_bytes()).hexdigest()
+            except OSError:
+                sha = f"missing:{item.path}"
+        out.append(_Item(Path(item.path), item.label, sha, getattr(item, "source", None)))
+    return out
 
 
 def train_candidate(
@@ -156,14 +187,9 @@ def train_candidate(
     progress: bool = True,
 ) -> TrainResult:
     """Refit the zero-shot model's head on ``train_items``, report on ``valid_items``, export
-    ``out_dir/export/learner.pkl``. With no ``valid_items``, ~15 % of ``train_items`` are held out by content hash.
-
-    Every run starts from the zero-shot model and refits on the whole dataset (merged corrections
-    included), so cycles add data but never compound drift.
+    ``out_dir/export/learner.pkl``. With no ``valid_items``, ~15 % of ``train_items`` are held out by
+    content hash. (The retrain pipeline, :mod:`trainer.pipeline`, uses the same pieces with its gate.)
     """
-    from fastai.learner import Learner
-    from fastai.losses import CrossEntropyLossFlat
-
     cfg = config or default_config(settings)
     labels = tuple(labels)
     started = time.perf_counter()
@@ -171,68 +197,49 @@ def train_candidate(
         train_items, valid_items = split_by_content(list(train_items), 0.15, salt="valid")  # type: ignore[arg-type]
     if not train_items or not valid_items:
         raise ValueError("need at least one training and one validation image")
-    index = {label: i for i, label in enumerate(labels)}
+    train, valid = _hashed(train_items), _hashed(valid_items)
     model = build_zero_shot(load_backbone(settings.arch), labels, image_size=cfg.image_size)
-
-    def features(items: Sequence[LabelledItem], flip: bool) -> tuple[Features, list[LabelledItem]]:
-        found = extract_features(
-            model, [i.path for i in items], device=cfg.device, batch_size=cfg.batch_size,
-            max_pixels=settings.max_image_pixels, flip=flip, progress=progress,
-        )
-        return found, [items[k] for k in found.kept]
-
-    train, read = features(train_items, cfg.flip)
-    if not read:
-        raise ValueError(
-            f"all {len(train_items)} training images are unreadable (missing or corrupt files), e.g. {train.unreadable[0]}"
-        )
-    x = train.plain
-    y = torch.tensor([index[i.label] for i in read])
-    w = torch.tensor([cfg.correction_weight if is_correction(i) else 1.0 for i in read])
-    if train.mirrored is not None:
-        x, y, w = torch.cat([x, train.mirrored]), torch.cat([y, y]), torch.cat([w, w])
-    zero_shot_head = model.head
-    model.head = fit_head(x, y, w, zero_shot_head, l2=cfg.head_l2, max_iter=cfg.max_iter)
-    valid, valid_read = features(valid_items, False)
-    x_valid = valid.plain
-    y_valid = torch.tensor([index[i.label] for i in valid_read], dtype=torch.long)
-    train_seconds = time.perf_counter() - started
-
-    # fastai's Learner is the artifact format the bot loads (weights, transforms, vocab); nothing is fitted with it.
-    dls = make_dataloaders(
-        train_items, valid_items, labels=labels, size=cfg.image_size,
-        batch_size=min(cfg.batch_size, len(train_items)), mean=model.mean, std=model.std,
-        device=cfg.device, num_workers=0,
+    table = feature_table(
+        model, [i for i in train + valid if not i.sha256.startswith("missing:")], cache=None, device=cfg.device,
+        batch_size=cfg.batch_size, max_pixels=settings.max_image_pixels, progress=progress,
     )
-    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), splitter=bearnet_splitter, path=out_dir, model_dir=".")
-    path, sha = export_learner(learn, out_dir / "export" / EXPORT_NAME)
-    learn.model.eval()
+    read = [i for i in train if i.sha256 in table.row]
+    if not read:
+        raise ValueError(f"all {len(train)} training images are unreadable (missing or corrupt files)")
+    zero_shot_head = model.head
+    head = fit_examples(table, examples_of(read, cfg), labels, zero_shot_head, cfg)
+    valid_read = [i for i in valid if i.sha256 in table.row]
+    x_valid = table.plain[table.rows([i.sha256 for i in valid_read])]
+    y_valid = torch.tensor([labels.index(i.label) for i in valid_read], dtype=torch.long)
+    train_seconds = time.perf_counter() - started
+    model = with_head(model, head)
+    path, sha = export_model(model, train_items=read, valid_items=valid_read, cfg=cfg, out_dir=out_dir)
     metrics = {
-        **_valid_metrics(model.head.cpu(), x_valid, y_valid, prefix="valid"),
-        **_valid_metrics(zero_shot_head.cpu(), x_valid, y_valid, prefix="valid_zero_shot"),
+        **head_metrics(head, x_valid, y_valid, prefix="valid"),
+        **head_metrics(zero_shot_head, x_valid, y_valid, prefix="valid_zero_shot"),
         "n_train": len(read),
         "n_corrections": int(sum(is_correction(i) for i in read)),
         "n_valid": len(valid_read),
-        "unreadable": [str(p) for p in train.unreadable + valid.unreadable],
+        "unreadable": sorted({str(i.path) for i in train + valid if i.sha256 not in table.row}),
         "train_seconds": round(train_seconds, 1),
         "config": asdict(cfg),
     }
-    model.to(cfg.device)
     classifier = TorchClassifier(
         model, version_id=None, bear_threshold=settings.bear_threshold,
         max_pixels=settings.max_image_pixels, device=cfg.device,
     )
     return TrainResult(
-        classifier=classifier, learner=learn, artifact_path=path, sha256=sha, arch=settings.arch,
+        classifier=classifier, artifact_path=path, sha256=sha, arch=settings.arch,
         labels=labels, config=cfg, metrics=metrics,
     )
 
 
-def _valid_metrics(head: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor, *, prefix: str) -> dict[str, float | None]:
+def head_metrics(head: nn.Linear, x: torch.Tensor, y: torch.Tensor, *, prefix: str) -> dict[str, float | None]:
+    """Error and log-loss of ``head`` on features ``x`` with targets ``y``."""
     if not len(y):
         return {f"{prefix}_error": None, f"{prefix}_loss": None}
     with torch.no_grad():
-        logits = head(x)
+        logits = head.cpu()(x)
         return {
             f"{prefix}_error": float((logits.argmax(dim=1) != y).float().mean()),
             f"{prefix}_loss": float(F.cross_entropy(logits, y)),
