@@ -6,6 +6,7 @@ Every field is documented in ``.env.example``. Names that outside tools rely on
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -157,25 +158,56 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         elif isinstance(value, frozenset | tuple | list):
             value = ",".join(str(v) for v in sorted(value)) if isinstance(value, frozenset) else ",".join(value)
-        env[_env_name(field)] = str(value)
+        env[env_name(field)] = str(value)
     return env
 
 
-def _env_name(field: str) -> str:
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field`` (e.g. ``data_dir`` → ``BEARBOT_DATA_DIR``)."""
     alias = Settings.model_fields[field].validation_alias
     if isinstance(alias, AliasChoices):
         return str(alias.choices[0])
     return field.upper()
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read settings from env and ``.env``; raise :class:`SettingsError` with one line on a bad value."""
+ENV_FILE_VAR = "BEARBOT_ENV_FILE"
+
+
+def find_env_file(explicit: str | Path | None = None) -> Path | None:
+    """The env file to read: ``explicit`` (``--env-file``), else ``$BEARBOT_ENV_FILE``, else ``./.env`` if present.
+
+    A file that was named but does not exist is an error: silently running without the
+    operator's settings (and with a fresh empty data directory) is worse than stopping.
+    """
+    named, source = (explicit, "--env-file") if explicit else (os.environ.get(ENV_FILE_VAR), ENV_FILE_VAR)
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise SettingsError(f"the env file {path} named by {source} does not exist")
+        return path.resolve()
+    local = Path.cwd() / ".env"
+    return local.resolve() if local.is_file() else None
+
+
+def load_settings(*, env_file: str | Path | None = None, **overrides: object) -> Settings:
+    """Read settings from the environment and the env file (see :func:`find_env_file`).
+
+    A relative ``BEARBOT_DATA_DIR`` is resolved once, here, against the env file's folder (or the
+    working directory when there is none), so every command and child process agrees on it
+    wherever it was started. Raises :class:`SettingsError` with one line on a bad value.
+    """
+    path = find_env_file(env_file)
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(_env_file=path, **overrides)  # type: ignore[arg-type, call-arg]
+        if not settings.data_dir.is_absolute():
+            base = path.parent if path is not None else Path.cwd()
+            absolute = Path(os.path.abspath(base / settings.data_dir))
+            settings = Settings(_env_file=path, **{**overrides, "data_dir": absolute})  # type: ignore[arg-type, call-arg]
+        return settings
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = err["loc"][0] if err["loc"] else "?"
-        name = _env_name(str(loc)) if str(loc) in Settings.model_fields else str(loc)
+        name = env_name(str(loc)) if str(loc) in Settings.model_fields else str(loc)
         value = err.get("input")
         shown = "" if isinstance(value, dict) or value is None else f" (got {str(value)[:60]!r})"
         message = str(err["msg"]).removeprefix("Value error, ")

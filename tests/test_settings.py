@@ -11,11 +11,11 @@ import pytest
 from bearbot.settings import SettingsError, load_settings
 
 
-def test_defaults() -> None:
+def test_defaults(tmp_path: Path) -> None:
     s = load_settings()
     assert s.telegram_api_url == "https://api.telegram.org"
-    assert s.data_dir == Path("var")
-    assert s.db_url == "sqlite:///var/bearbot.db"
+    assert s.data_dir == tmp_path / "var"  # resolved once against the working directory
+    assert s.db_url == f"sqlite:///{tmp_path}/var/bearbot.db"
     assert s.admin_ids == frozenset()
     assert s.labels == ("grizzly", "black", "teddy")
     assert s.token is None

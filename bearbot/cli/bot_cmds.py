@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import warnings
 
 import typer
 
-from bearbot.cli.common import fail, settings_or_exit
+from bearbot.cli.common import cli_options, fail, settings_or_exit
+from bearbot.settings import Settings
 
 NO_TOKEN = (
     "TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in .env or the environment, "
@@ -16,27 +18,82 @@ NO_TOKEN = (
 )
 
 
-def run_cmd() -> None:
+# What @BotFather hands out: the bot's numeric id, a colon, then letters, digits, '-' and '_'.
+TOKEN_SHAPE = re.compile(r"\d+:[A-Za-z0-9_-]+")
+BAD_TOKEN_SHAPE = (
+    "TELEGRAM_BOT_TOKEN does not look like a bot token (digits, a colon, then letters, e.g. 123456789:AAF…): "
+    "copy it again from @BotFather, without quotes, spaces or a 'bot' prefix."
+)
+
+
+def run_cmd(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging and full tracebacks on errors."),
+) -> None:
     """Start the Telegram bot (long polling; webhook mode when BEARBOT_WEBHOOK_URL is set)."""
+    verbose = verbose or cli_options().verbose
     settings = settings_or_exit()
     if not settings.token:
         typer.echo(NO_TOKEN, err=True)
         raise typer.Exit(2)
+    if not TOKEN_SHAPE.fullmatch(settings.token):  # before any network call: a typo is not a network error
+        raise fail(BAD_TOKEN_SHAPE, 2)
     if settings.webhook_url and importlib.util.find_spec("tornado") is None:
         raise fail(
             "webhook mode (BEARBOT_WEBHOOK_URL) needs python-telegram-bot's webhooks extra: "
             "pip install 'python-telegram-bot[webhooks]'"
         )
-    from telegram.error import InvalidToken, NetworkError
-
     from bot.runner import run_bot
 
+    if not verbose:
+        one_line_library_errors()
     try:
         run_bot(settings)
-    except InvalidToken:
-        raise fail(f"the Bot API at {settings.telegram_api_url} rejected TELEGRAM_BOT_TOKEN; check it with @BotFather") from None
-    except NetworkError as exc:
-        raise fail(f"could not reach the Bot API at {settings.telegram_api_url} ({exc}); check TELEGRAM_API_URL and the network") from None
+    except Exception as exc:
+        if verbose:
+            raise
+        raise fail(run_error(exc, settings)) from None
+
+
+def run_error(exc: Exception, settings: Settings) -> str:
+    """One line saying what went wrong when the bot could not start, and what to do."""
+    from telegram.error import Conflict, InvalidToken, NetworkError
+
+    api = settings.telegram_api_url
+    if isinstance(exc, InvalidToken):
+        return f"the Bot API at {api} rejected TELEGRAM_BOT_TOKEN; check it with @BotFather"
+    if isinstance(exc, Conflict):
+        return (
+            "another process is already receiving this bot's updates (a second `bearbot run`, or a webhook); "
+            "stop it, or use one bot token per running bot"
+        )
+    if isinstance(exc, NetworkError):
+        return f"could not reach the Bot API at {api} ({exc}); check TELEGRAM_API_URL and the network"
+    if isinstance(exc, OSError) and settings.webhook_url:
+        return (
+            f"could not listen on {settings.webhook_listen}:{settings.webhook_port} for the webhook ({exc}); "
+            "pick a free port with BEARBOT_WEBHOOK_PORT (below 1024 needs root: put a reverse proxy in front)"
+        )
+    return f"{type(exc).__name__}: {exc} (run `bearbot run --verbose` for the traceback)"
+
+
+class _OneLine(logging.Filter):
+    """Library errors as one log line each; start-up failures are left to :func:`run_error`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("telegram"):
+            return True
+        if "Bootstrap" in record.getMessage():  # the start-up retry loop giving up: run_error says it once
+            return False
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__}: {record.exc_info[1]})"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
+def one_line_library_errors() -> None:
+    """Install :class:`_OneLine` on the root handlers (``--verbose`` keeps the tracebacks)."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_OneLine())
 
 
 def chat_cmd() -> None:
