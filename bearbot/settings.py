@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     concurrent_updates: int = Field(32, ge=1, validation_alias=_env("BEARBOT_CONCURRENT_UPDATES"))
     photos_per_minute: int = Field(20, ge=1, validation_alias=_env("BEARBOT_PHOTOS_PER_MINUTE"))
     corrections_per_minute: int = Field(10, ge=1, validation_alias=_env("BEARBOT_CORRECTIONS_PER_MINUTE"))
+    # Replies to stickers, plain text and unknown commands per user per minute; beyond, silence.
+    chatter_per_minute: int = Field(10, ge=1, validation_alias=_env("BEARBOT_CHATTER_PER_MINUTE"))
     # Telegram's cloud Bot API serves getFile downloads up to 20 MB; a self-hosted server lifts it.
     max_download_bytes: int = Field(20 * 1024 * 1024, ge=1, validation_alias=_env("BEARBOT_MAX_DOWNLOAD_BYTES"))
 
@@ -54,12 +56,16 @@ class Settings(BaseSettings):
 
     # --- Images -----------------------------------------------------------------------------
     max_image_pixels: int = Field(40_000_000, ge=1, validation_alias=_env("BEARBOT_MAX_IMAGE_PIXELS"))
+    # Longer sides are shrunk while a JPEG decodes (other formats are refused): Telegram sends 2560 at most.
+    max_image_side: int = Field(2560, ge=64, validation_alias=_env("BEARBOT_MAX_IMAGE_SIDE"))
+    # Uploads decoded at once by one bot process (each holds up to max side² × 3 bytes).
+    max_concurrent_decodes: int = Field(2, ge=1, validation_alias=_env("BEARBOT_MAX_CONCURRENT_DECODES"))
 
     # --- Model and training -----------------------------------------------------------------
     labels: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_LABELS, validation_alias=_env("BEARBOT_LABELS"))
     arch: str = Field("efficientnet_lite0", validation_alias=_env("BEARBOT_ARCH"))
     device: Literal["auto", "cpu", "cuda"] = Field("auto", validation_alias=_env("BEARBOT_DEVICE"))
-    bear_threshold: float = Field(0.005, ge=0.0, le=1.0, validation_alias=_env("BEARBOT_BEAR_THRESHOLD"))
+    bear_threshold: float = Field(0.88, ge=0.0, le=1.0, validation_alias=_env("BEARBOT_BEAR_THRESHOLD"))
     train_batch_size: int | None = Field(None, ge=1, validation_alias=_env("BEARBOT_TRAIN_BATCH_SIZE"))
     image_size: int = Field(288, ge=32, validation_alias=_env("BEARBOT_IMAGE_SIZE"))
     golden_fraction: float = Field(0.2, gt=0.0, lt=1.0, validation_alias=_env("BEARBOT_GOLDEN_FRACTION"))
@@ -73,8 +79,12 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(5.0, gt=0.0, validation_alias=_env("BEARBOT_MODEL_POLL_SECONDS"))
     # local: the bot starts a trainer process for queued runs; external: a `bearbot worker` elsewhere does.
     trainer_mode: Literal["local", "external"] = Field("local", validation_alias=_env("BEARBOT_TRAINER_MODE"))
-    # A run still "running" this long after it started on another host is presumed dead.
+    # A run still "running" this long after it started is presumed dead, heartbeat or not.
     run_stale_hours: float = Field(6.0, gt=0.0, validation_alias=_env("BEARBOT_RUN_STALE_HOURS"))
+    # A worker renews its run's lease every quarter of this; a run not renewed for this long is failed.
+    run_lease_seconds: float = Field(120.0, ge=5.0, validation_alias=_env("BEARBOT_RUN_LEASE_SECONDS"))
+    # Model files kept: the newest N versions plus the serving one and N steps of its rollback chain.
+    keep_model_versions: int = Field(5, ge=1, validation_alias=_env("BEARBOT_KEEP_MODEL_VERSIONS"))
 
     # --- Dataset search ---------------------------------------------------------------------
     search_query_template: str = Field("{label} bear", validation_alias=_env("BEARBOT_SEARCH_QUERY_TEMPLATE"))

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import update
@@ -22,6 +22,8 @@ from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes
 
 from bearbot.settings import Settings, settings_to_env
+from bot.notices import announce_learned
+from bot.plots import run_plots, send_plots
 from storage import runs, snapshot
 from storage.models import RunStatus, TrainingRun, Trigger
 from storage.store import Storage
@@ -51,6 +53,7 @@ class LearningState:
     """The trainer child process this bot started, if any."""
 
     process: subprocess.Popen[bytes] | None = None
+    started_at: datetime | None = None
     log_files: list[Any] = field(default_factory=list)
 
 
@@ -93,16 +96,28 @@ def _claim_notifications(storage: Storage) -> list[tuple[TrainingRun, str]]:
     return claimed
 
 
+# Settings the trainer has no use for; set empty so neither the environment nor an env file supplies them.
+TRAINER_WITHHELD = ("TELEGRAM_BOT_TOKEN", "BEARBOT_WEBHOOK_SECRET")
+
+
+def trainer_env(settings: Settings) -> dict[str, str]:
+    """The trainer child's environment: the bot's settings without the bot's secrets."""
+    env = {**os.environ, **settings_to_env(settings)}
+    env.update(dict.fromkeys(TRAINER_WITHHELD, ""))  # empty beats an env file's value
+    return env
+
+
 def _start_trainer(settings: Settings, state: LearningState) -> None:
-    """Start ``bearbot worker --once`` as a separate process with the bot's settings."""
+    """Start ``bearbot worker --once`` as a separate process with the bot's settings (not its token)."""
     settings.runs_dir.mkdir(parents=True, exist_ok=True)
     log_file = open(settings.runs_dir / "trainer.log", "ab")  # noqa: SIM115 - lives as long as the child
-    env = {**os.environ, **settings_to_env(settings)}
+    env = trainer_env(settings)
     state.process = subprocess.Popen(
         [sys.executable, "-m", "bearbot", "worker", "--once"],
         stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
         start_new_session=True,  # a signal to the bot does not kill a run halfway, and vice versa
     )
+    state.started_at = datetime.now(UTC)
     state.log_files.append(log_file)
     log.info("started trainer process pid=%s", state.process.pid)
 
@@ -119,11 +134,14 @@ async def _dispatch(context: ContextTypes.DEFAULT_TYPE) -> None:
     state: LearningState = context.application.bot_data["learning"]
     settings = services.settings
     if state.process is not None and state.process.poll() is not None:
-        log.info("trainer process exited with %s", state.process.returncode)
+        pid, code, started = state.process.pid, state.process.returncode, state.started_at
+        log.info("trainer process exited with %s", code)
         state.process = None
         for fh in state.log_files:
             fh.close()
         state.log_files.clear()
+        await asyncio.to_thread(_reap, services.storage, pid, code, started)
+    await asyncio.to_thread(_recover, services)  # a run whose holder stopped renewing its lease
     if settings.trainer_mode == "local" and state.process is None:
         if await asyncio.to_thread(_needs_trainer, services.storage):
             _start_trainer(settings, state)

@@ -147,6 +147,8 @@ class ModelVersion(Base):
     previous_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     activated_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Why a serving process could not load this version (None: never failed, or loaded since).
+    load_error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Prediction(Base):
@@ -214,6 +216,17 @@ class DatasetItem(Base):
 
 class TrainingRun(Base):
     __tablename__ = "training_runs"
+    __table_args__ = (
+        # At most one queued-or-running run per lane (there is one lane: every run shares it),
+        # enforced by the database on both backends, so two racing requests cannot both queue.
+        Index(
+            "uq_training_runs_one_active",
+            "lane",
+            unique=True,
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trigger: Mapped[Trigger] = mapped_column(_enum(Trigger, "trigger"))
@@ -229,6 +242,9 @@ class TrainingRun(Base):
     n_corrections: Mapped[int | None] = mapped_column(Integer, default=None)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text, default=None)
-    worker: Mapped[str | None] = mapped_column(String(128), default=None)  # host:pid running it
+    worker: Mapped[str | None] = mapped_column(String(128), default=None)  # host:pid:uuid holding it
+    lane: Mapped[str] = mapped_column(String(32), default="train", server_default="train")
+    # The holder renews this while it works; a running run whose lease ran out is presumed dead.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), default=None)
     notified: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -106,7 +106,10 @@ def test_runs_queue_join_claim_finish(storage: Storage) -> None:
         claimed = runs.claim_next(s, worker=runs.worker_id())
         assert claimed is not None and claimed.status == RunStatus.RUNNING
         assert runs.claim_next(s, worker="other:1") is None
-        runs.finish_run(s, run_id=run.id, status=RunStatus.REJECTED, metrics={"candidate": 0.1}, counts={"train": 5})
+        runs.finish_run(
+            s, run_id=run.id, worker=runs.worker_id(), status=RunStatus.REJECTED, metrics={"candidate": 0.1},
+            counts={"train": 5},
+        )
         assert runs.latest_run(s).n_train == 5
         assert [r.id for r in runs.unnotified_finished(s)] == [run.id]
 
@@ -116,8 +119,9 @@ def test_dead_run_recovered(storage: Storage) -> None:
 
     with storage.session() as s:
         run, _ = runs.queue_run(s, trigger=Trigger.CLI)
-        runs.claim_next(s, worker=f"{runs.worker_id().rpartition(':')[0]}:999999")  # no such pid
-        recovered = runs.recover_stale_runs(s, stale_after=timedelta(hours=6))
+        host = runs.worker_id().split(":")[0]
+        runs.claim_next(s, worker=f"{host}:999999:0123abcd")  # no such pid
+        recovered = runs.recover_stale_runs(s, lease=timedelta(minutes=2), stale_after=timedelta(hours=6))
         assert [r.id for r in recovered] == [run.id]
         assert runs.get_run(s, run_id=run.id).status == RunStatus.FAILED
 

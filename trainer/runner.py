@@ -21,6 +21,7 @@ from bearbot.settings import Settings
 from storage import dataset, model_versions, runs, snapshot
 from storage.models import Image, RunStatus, Split, TrainingRun, Trigger
 from storage.store import Storage
+from trainer.lease import holding
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def execute_run(storage: Storage, *, run_id: int) -> TrainingRun:
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         with storage.session() as session:
             return runs.finish_run(
-                session, run_id=run_id, status=RunStatus.FAILED,
+                session, run_id=run_id, worker=runs.worker_id(), status=RunStatus.FAILED,
                 error=f"{detail}\n{traceback.format_exc()[-4000:]}",
                 metrics={"seconds": round(time.perf_counter() - started, 1)},
             )
@@ -150,7 +151,8 @@ def _train_and_gate(storage: Storage, settings: Settings, *, run_id: int, work_d
         if not promote:
             shutil.rmtree(work_dir / "export", ignore_errors=True)
             return runs.finish_run(
-                session, run_id=run_id, status=RunStatus.REJECTED, metrics=metrics, counts=counts
+                session, run_id=run_id, worker=runs.worker_id(), status=RunStatus.REJECTED, metrics=metrics,
+                counts=counts,
             )
         path, sha = publish(result.artifact_path, settings.models_dir)
         version = model_versions.create_version(
@@ -158,27 +160,54 @@ def _train_and_gate(storage: Storage, settings: Settings, *, run_id: int, work_d
             metrics={"golden_error": cand_err, **candidate_metrics, "run_id": run_id}, activate=True,
         )
         return runs.finish_run(
-            session, run_id=run_id, status=RunStatus.SUCCEEDED, metrics=metrics,
+            session, run_id=run_id, worker=runs.worker_id(), status=RunStatus.SUCCEEDED, metrics=metrics,
             model_version_id=version.id, counts=counts,
         )
 
 
 def recover(storage: Storage) -> list[int]:
-    """Mark runs a dead process left ``running`` as failed; return their ids."""
+    """Fail runs whose holder died (pid gone, lease not renewed, or past the hard bound); return their ids."""
+    settings = storage.settings
     with storage.session() as session:
-        stale = runs.recover_stale_runs(session, stale_after=timedelta(hours=storage.settings.run_stale_hours))
+        stale = runs.recover_stale_runs(
+            session, lease=timedelta(seconds=settings.run_lease_seconds),
+            stale_after=timedelta(hours=settings.run_stale_hours),
+        )
+        for run in stale:
+            log.warning("training run #%s failed: %s", run.id, run.error)
         return [r.id for r in stale]
 
 
+def _execute_held(storage: Storage, *, run_id: int) -> TrainingRun | None:
+    """Execute a run this process claimed, renewing its lease meanwhile; None when the lease was lost."""
+    from trainer.cleanup import clean_up
+
+    worker = runs.worker_id()
+    try:
+        with holding(storage, run_id=run_id, worker=worker, every=storage.settings.run_lease_seconds / 4):
+            return execute_run(storage, run_id=run_id)
+    except runs.LeaseLost as exc:
+        log.error("%s", exc)
+        return None
+    finally:
+        try:
+            clean_up(storage)
+        except Exception:  # noqa: BLE001 - housekeeping must not fail a run
+            log.warning("cleaning up old model files failed", exc_info=True)
+
+
 def run_pending(storage: Storage, *, once: bool, poll_seconds: float = 5.0) -> int:
-    """Worker loop: claim queued runs and execute them, one at a time. Returns runs executed."""
-    recover(storage)
+    """Worker loop: claim queued runs and execute them, one at a time. Returns runs executed.
+
+    Every poll first fails runs whose holder died, so a killed worker never jams the queue.
+    """
     done = 0
     while True:
+        recover(storage)
         with storage.session() as session:
             run = runs.claim_next(session, worker=runs.worker_id())
         if run is not None:
-            execute_run(storage, run_id=run.id)
+            _execute_held(storage, run_id=run.id)
             done += 1
             continue
         if once:
@@ -189,8 +218,11 @@ def run_pending(storage: Storage, *, once: bool, poll_seconds: float = 5.0) -> i
 def run_now(storage: Storage, *, trigger: Trigger = Trigger.CLI, poll_seconds: float = 2.0) -> TrainingRun:
     """Queue (or join) a run and see it through here: what ``bearbot train`` without --data does.
 
-    When another process is already running the active run, wait for it and return its outcome.
+    When another process holds the active run, wait for it and return its outcome. The wait is
+    bounded: every poll fails the run if its holder stopped renewing the lease, a run still
+    queued is claimed here, and no run outlives ``run_stale_hours``.
     """
+    settings = storage.settings
     recover(storage)
     with storage.session() as session:
         reason = snapshot.dataset_ready(session)
@@ -198,16 +230,22 @@ def run_now(storage: Storage, *, trigger: Trigger = Trigger.CLI, poll_seconds: f
             raise RuntimeError(reason)
         run, _ = runs.queue_run(session, trigger=trigger)
         run_id = run.id
-    with storage.session() as session:
-        claimed = runs.claim_next(session, worker=runs.worker_id())
-    if claimed is not None and claimed.id == run_id:
-        return execute_run(storage, run_id=run_id)
-    while True:  # someone else has it
+    deadline = time.monotonic() + settings.run_stale_hours * 3600 + 2 * settings.run_lease_seconds
+    while True:
+        with storage.session() as session:
+            claimed = runs.claim_next(session, worker=runs.worker_id())
+        if claimed is not None:  # ours: the database holds one queued-or-running run at most
+            outcome = _execute_held(storage, run_id=claimed.id)
+            if outcome is not None and claimed.id == run_id:
+                return outcome
         with storage.session() as session:
             current = runs.get_run(session, run_id=run_id)
             if current is not None and current.status in runs.FINISHED:
                 return current
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gave up waiting for training run #{run_id} after {settings.run_stale_hours:g} h")
         time.sleep(poll_seconds)
+        recover(storage)
 
 
 def run_from_cli(settings: Settings) -> int:
