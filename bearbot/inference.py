@@ -28,7 +28,7 @@ from bearbot.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BEAR_THRESHOLD = 0.005  # = Settings.bear_threshold default; measured in bearbot/model_def.py
+DEFAULT_BEAR_THRESHOLD = 0.88  # = Settings.bear_threshold default; measured by bench/not_bear.py
 
 
 class _ForwardAll(nn.Module):
