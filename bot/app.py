@@ -29,6 +29,7 @@ from bearbot.settings import Settings
 from bot.flood import RetryAfterLimiter
 from bot.handlers import admin, basic, corrections, photos
 from bot.limits import UserLimits
+from bot import notices
 from bot.model_holder import Bootstrap, ClassifierLoader, ModelHolder
 from bot.replies import FEEDBACK_PREFIX, REVIEW_PREFIX
 from bot.services import SERVICES_KEY, BotServices, get_services
@@ -44,6 +45,7 @@ PUBLIC_COMMANDS = [
     BotCommand("help", "what I can do"),
     BotCommand("labels", "the labels I know"),
     BotCommand("correct", "reply to my answer: /correct <label>"),
+    BotCommand("notify", "on or off: tell me when a new model learned my corrections"),
 ]
 ADMIN_COMMANDS = PUBLIC_COMMANDS + [
     BotCommand("retrain", "queue a training run now"),
@@ -66,6 +68,7 @@ def handlers() -> list[BaseHandler[Any, Any, Any]]:
         CommandHandler("help", basic.help_command),
         CommandHandler("labels", basic.labels_command),
         CommandHandler("correct", corrections.correct_command),
+        CommandHandler(("notify", "quiet"), notices.notify_command),
         CommandHandler("retrain", admin.retrain),
         CommandHandler("stats", admin.stats),
         CommandHandler("model", admin.model),

@@ -24,6 +24,8 @@ from telegram.ext import Application, ContextTypes
 from bearbot.settings import Settings, settings_to_env
 from bot.notices import announce_learned
 from bot.plots import run_plots, send_plots
+from bot.notices import announce_learned
+from bot.plots import run_plots, send_plots
 from storage import runs, snapshot
 from storage.models import RunStatus, TrainingRun, Trigger
 from storage.store import Storage
@@ -152,6 +154,9 @@ async def _dispatch(context: ContextTypes.DEFAULT_TYPE) -> None:
                 await context.bot.send_message(chat_id=chat_id, text=text)
             except TelegramError as exc:
                 log.warning("could not tell chat %s about run #%s: %s", chat_id, run.id, exc)
+                continue
+            await send_plots(context.bot, chat_id, run_plots(run.metrics))  # the run's pictures follow its text
+    await announce_learned(context.bot, services.storage)  # "your correction is now part of vN"
 
 
 async def _scheduled(context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -118,6 +118,8 @@ def help_text(labels: Sequence[str], *, is_admin: bool) -> str:
         "Photos, albums and image files (JPEG, PNG, WebP, GIF) all work.\n\n"
         "If I'm wrong, tap the right label under my answer, or reply to it with /correct <label>. "
         "Your corrections teach me.\n\n"
+        "When a new model has learned your correction, I tell you once; /notify off (or /quiet) stops that, "
+        "/notify on turns it back on.\n\n"
         "/labels — the labels I know\n/help — this message"
     )
     if is_admin:

@@ -1,90 +1,128 @@
-"""The admin reports (/stats, /model) as text, computed inside one DB session."""
+"""The admin reports (/stats, /model) in plain sentences, computed inside one DB session.
+
+Labels are always listed in one order (the configured labels first, any others alphabetically),
+so two reports can be compared line by line whatever order a model version stored.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bot.plots import run_plots
 from storage import corrections, model_versions, predictions, runs, snapshot
-from storage.models import CorrectionStatus, ModelVersion, Prediction, RunStatus
+from storage.models import CorrectionStatus, ModelVersion, Prediction, RunStatus, TrainingRun
 
 
-def _metric(key: str, value: Any) -> str:
-    if isinstance(value, float) and 0.0 <= value <= 1.0 and any(w in key for w in ("error", "acc", "rate")):
-        return f"{key} {value:.1%}"
-    if isinstance(value, float):
-        return f"{key} {value:.3g}"
-    return f"{key} {value}"
+def ordered(labels: Iterable[str], canonical: Sequence[str] = ()) -> list[str]:
+    """``labels`` in the fixed order: those in ``canonical`` first (its order), then the rest sorted."""
+    present = set(labels)
+    return [label for label in canonical if label in present] + sorted(present - set(canonical))
 
 
-def _shown(key: str, value: Any) -> bool:
-    # Scalars only; file paths (plots) and bookkeeping ids belong in `bearbot models list`, not chat.
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return False
-    return not (key.endswith(("_png", "_path", "_id")) or (isinstance(value, str) and "/" in value))
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def metrics_line(metrics: dict[str, Any] | None) -> str:
-    """Scalar metrics as 'golden_error 1.5 % · n 66' (nested values, paths and ids skipped)."""
-    shown = [_metric(k, v) for k, v in sorted((metrics or {}).items()) if _shown(k, v)]
-    return " · ".join(shown) if shown else "no metrics recorded"
+def metrics_sentence(metrics: dict[str, Any] | None) -> str:
+    """What a version's recorded metrics say, as one sentence (unknown keys are left out)."""
+    m = metrics or {}
+    if "builtin" in m:
+        return "No training: EfficientNet-Lite0 reading ImageNet's own bear classes."
+    parts = []
+    error = m.get("golden_error", m.get("error_rate"))
+    if isinstance(error, int | float):
+        n = m.get("n")
+        on = f" ({round(error * n)} of {n} photos)" if isinstance(n, int) and n else ""
+        parts.append(f"it errs on {error:.1%} of the golden set{on}")
+    gate = m.get("gate")
+    if isinstance(gate, dict) and isinstance(gate.get("fixes"), int) and isinstance(gate.get("breaks"), int):
+        than = f"v{m['replaced']}" if isinstance(m.get("replaced"), int) else "the model it replaced"
+        parts.append(f"against {than} it fixed {_plural(gate['fixes'], 'photo')} and broke {gate['breaks']}")
+    loss = m.get("mean_loss")
+    if isinstance(loss, int | float):
+        parts.append(f"its mean log-loss is {loss:.3f}")
+    if not parts:
+        return "No metrics recorded."
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."
 
 
-def version_line(version: ModelVersion) -> str:
-    kind = "built-in zero-shot" if version.artifact_path is None else "trained"
-    return f"v{version.id} ({version.arch}, {kind}, labels {', '.join(version.labels)})"
+def version_sentence(version: ModelVersion, canonical: Sequence[str] = ()) -> str:
+    """``v3, trained (efficientnet_lite0), made 2026-12-06 04:10; labels grizzly, black, teddy.``"""
+    kind = "the built-in zero-shot model" if version.artifact_path is None else "trained"
+    labels = ", ".join(ordered(version.labels, canonical))
+    return f"v{version.id}, {kind} ({version.arch}), made {version.created_at:%Y-%m-%d %H:%M}; labels {labels}."
 
 
-def stats_text(session: Session, *, serving: ModelVersion | None) -> str:
-    """/stats: predictions, corrections, per-class agreement, pending, the model and the last run."""
+def serving_plots(session: Session, version: ModelVersion | None) -> list[Path]:
+    """The pictures of the run that produced ``version`` (none for the built-in model)."""
+    if version is None:
+        return []
+    run = session.scalar(
+        select(TrainingRun).where(TrainingRun.model_version_id == version.id).order_by(TrainingRun.id.desc())
+    )
+    return run_plots(run.metrics) if run is not None else []
+
+
+def stats_text(session: Session, *, serving: ModelVersion | None, labels: Sequence[str] = ()) -> str:
+    """/stats: answers, corrections, agreement per label, the model and the last run."""
     total = predictions.count_predictions(session)
     no_bear = int(session.scalar(select(func.count(Prediction.id)).where(Prediction.is_bear.is_(False))) or 0)
     by_status = corrections.count_by_status(session)
+    waiting = len(snapshot.corrections_waiting(session))
     lines = [
         "📊 bearbot stats",
-        f"Predictions: {total} ({no_bear} with no bear seen)",
-        f"Corrections: {sum(by_status.values())} — accepted {by_status[CorrectionStatus.ACCEPTED]}, "
-        f"pending {by_status[CorrectionStatus.PENDING]}, rejected {by_status[CorrectionStatus.REJECTED]}",
-        f"Accepted, waiting for training: {len(snapshot.corrections_waiting(session))}",
+        f"I have answered {_plural(total, 'photo')}; in {no_bear} of them I saw no bear.",
+        f"Users sent {_plural(sum(by_status.values()), 'correction')}: {by_status[CorrectionStatus.ACCEPTED]} accepted, "
+        f"{by_status[CorrectionStatus.PENDING]} waiting for review, {by_status[CorrectionStatus.REJECTED]} rejected. "
+        f"{waiting} accepted {'one waits' if waiting == 1 else 'ones wait'} for the next training run.",
     ]
-    agreement = predictions.agreement_by_class(session)
+    agreement = {row.label: row for row in predictions.agreement_by_class(session)}
     if agreement:
-        lines.append("Agreement with users, by the label I said:")
-        for row in agreement:
-            rate = f"{row.rate:.0%}" if row.rate is not None else "—"
-            lines.append(f"  {row.label}: {rate} ({row.agreed}/{row.reviewed} reviewed, {row.predicted} predicted)")
-    active = model_versions.get_active(session)
-    if serving is not None:
-        lines.append(f"Serving: {version_line(serving)}")
-        lines.append(f"  {metrics_line(serving.metrics)}")
-    if active is not None and (serving is None or active.id != serving.id):
-        lines.append(f"Active in the database: v{active.id} (not loaded yet or failed to load)")
+        lines.append("When users reviewed my answer (confirmed ✅ or corrected it), how often I was right, by my label:")
+        for label in ordered(agreement, labels):
+            row = agreement[label]
+            reviewed = (
+                f"{row.agreed} of {row.reviewed} reviewed right ({row.agreed / row.reviewed:.0%})"
+                if row.reviewed else "none reviewed yet"
+            )
+            lines.append(f"  {label}: {reviewed}; {_plural(row.predicted, 'answer')} in all")
+    lines += _serving_lines(session, serving, labels)
     last = runs.latest_run(session)
     if last is None:
-        lines.append("Last training run: none yet")
+        lines.append("Training runs: none yet.")
     elif last.status in (RunStatus.QUEUED, RunStatus.RUNNING):
-        lines.append(f"Last training run: #{last.id} {last.status.value} (trigger {last.trigger.value})")
+        lines.append(f"Training run #{last.id} is {last.status.value} (asked by {last.trigger.value}).")
     else:
         lines.append(f"Last training run: {runs.describe_run(last)}")
     return "\n".join(lines)
 
 
-def model_text(session: Session, *, serving: ModelVersion | None) -> str:
-    """/model: the serving version, its metrics and the other versions."""
-    versions = model_versions.list_versions(session)
-    active = model_versions.get_active(session)
+def _serving_lines(session: Session, serving: ModelVersion | None, labels: Sequence[str]) -> list[str]:
     lines = []
     if serving is not None:
-        lines += [f"Serving {version_line(serving)}", f"  {metrics_line(serving.metrics)}"]
+        lines += [f"Serving model {version_sentence(serving, labels)}", f"  {metrics_sentence(serving.metrics)}"]
+    active = model_versions.get_active(session)
     if active is not None and (serving is None or active.id != serving.id):
-        lines.append(f"Active in the database: v{active.id} (not serving: loading or failed)")
+        lines.append(f"v{active.id} is active in the database but not serving yet (loading, or it failed to load).")
+    return lines
+
+
+def model_text(session: Session, *, serving: ModelVersion | None, labels: Sequence[str] = ()) -> str:
+    """/model: the serving version, what its metrics say, and the latest other versions."""
+    versions = model_versions.list_versions(session)
+    lines = _serving_lines(session, serving, labels)
     if len(versions) > 1:
-        lines.append("Versions:")
+        lines.append("Versions (▶ serving):")
         for v in versions[-10:]:
-            mark = "▶" if serving is not None and v.id == serving.id else " "
-            lines.append(f" {mark} v{v.id} {v.created_at:%Y-%m-%d %H:%M} · {metrics_line(v.metrics)}")
+            mark = "▶" if serving is not None and v.id == serving.id else "·"
+            lines.append(f" {mark} v{v.id}, made {v.created_at:%Y-%m-%d %H:%M}. {metrics_sentence(v.metrics)}")
+    active = model_versions.get_active(session)
     if active is not None and active.previous_id is not None:
         lines.append(f"/rollback goes back to v{active.previous_id}.")
     return "\n".join(lines) or "No model version yet."

@@ -198,6 +198,8 @@ class Correction(Base):
     merge_outcome: Mapped[str | None] = mapped_column(String(16), default=None)
     # The first promoted model version trained on this correction (None: not in a serving model yet).
     learned_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), default=None)
+    # When the bot claimed telling the user about it (once, whichever replica wins; see storage/notices.py).
+    learned_notice_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class DatasetItem(Base):

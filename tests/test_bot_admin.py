@@ -43,11 +43,13 @@ def test_stats_and_model(bot: RunningBot) -> None:
     bot.reply(bot.send(ALICE, chat=GROUP, text="/correct grizzly", reply_to=answer.message_id))
     bot.reply(bot.send(BOB, chat=GROUP, text="/correct grizzly", reply_to=answer.message_id))
     stats = bot.reply(bot.send(ADMIN, text="/stats")).text
-    assert "Predictions: 1" in stats
-    assert "Corrections: 2 — accepted 2, pending 0, rejected 0" in stats
-    assert "grizzly: 100% (2/2 reviewed, 1 predicted)" in stats
-    assert "Serving: v1" in stats and "Last training run: none yet" in stats
-    assert bot.reply(bot.send(ADMIN, text="/model")).text.startswith("Serving v1 (efficientnet_lite0, built-in zero-shot")
+    assert "I have answered 1 photo; in 0 of them I saw no bear." in stats
+    assert "Users sent 2 corrections: 2 accepted, 0 waiting for review, 0 rejected." in stats
+    assert "grizzly: 2 of 2 reviewed right (100%); 1 answer in all" in stats
+    assert "Serving model v1, the built-in zero-shot model" in stats and "Training runs: none yet." in stats
+    model = bot.reply(bot.send(ADMIN, text="/model")).text
+    assert model.startswith("Serving model v1, the built-in zero-shot model (efficientnet_lite0)")
+    assert "No training: EfficientNet-Lite0 reading ImageNet's own bear classes." in model
 
 
 def test_pending_lists_with_buttons_and_admin_approves(bot: RunningBot) -> None:

@@ -43,7 +43,7 @@ def test_chat_runs_the_bot_from_piped_lines(tmp_path: Path) -> None:
     assert "Recorded: teddy — I said grizzly" in text
     assert "Updated: grizzly" in text  # tapping [1] confirms instead
     assert text.count("bearbot › 🐻 black") >= 3  # the folder went as an album, every photo answered
-    assert "Predictions: 5" in text and "I know these labels: grizzly, black, teddy." in text
+    assert "I have answered 5 photos" in text and "I know these labels: grizzly, black, teddy." in text
     assert "no such file: missing.jpg" in text
     storage = open_storage(settings)
     with storage.session() as session:

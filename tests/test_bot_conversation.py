@@ -151,7 +151,7 @@ def test_restart_keeps_data(tmp_path: Path, loader: CachingLoader) -> None:
         assert bot.db(lambda s: s.scalar(select(func.count(Prediction.id)))) == 1
         assert bot.db(lambda s: s.scalar(select(Correction.label))) == "teddy"
         stats = bot.reply(bot.send(ADMIN, text="/stats")).text
-        assert "Predictions: 1" in stats and "pending 1" in stats
+        assert "I have answered 1 photo;" in stats and "1 waiting for review" in stats
 
 
 def _data(sent: object, label: str) -> str:

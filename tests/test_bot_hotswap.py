@@ -25,7 +25,7 @@ def test_new_active_version_answers_the_next_photo(bot: RunningBot) -> None:
     assert eventually(lambda: bot.services.models.version.id == v2, timeout=10)
     bot.reply(bot.send(ALICE, photo=bear("grizzly", 2)))
     assert eventually(lambda: _prediction_versions(bot) == [1, v2])
-    assert "golden_error 1.2%" in bot.reply(bot.send(ADMIN, text="/model")).text
+    assert "It errs on 1.2% of the golden set." in bot.reply(bot.send(ADMIN, text="/model")).text
 
 
 @pytest.mark.parametrize("problem", ["wrong sha256", "garbage file", "missing file"])
@@ -42,7 +42,7 @@ def test_broken_artifact_keeps_the_old_model_and_tells_admins(bot: RunningBot, p
     assert bot.services.models.version.id == 1
     bot.reply(bot.send(ALICE, photo=bear("teddy")))
     assert eventually(lambda: _prediction_versions(bot) == [1])
-    assert f"Active in the database: v{bad}" in bot.reply(bot.send(ADMIN, text="/stats")).text
+    assert f"v{bad} is active in the database but not serving yet" in bot.reply(bot.send(ADMIN, text="/stats")).text
     time.sleep(0.5)  # several polls later: reported once, not retried every poll
     assert len([s for s in bot.api.sent if (s.text or "").startswith("⚠️")]) == 1
 

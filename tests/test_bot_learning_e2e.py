@@ -47,4 +47,4 @@ def test_corrections_retrain_promote_and_swap(tmp_path: Path) -> None:
         bot.reply(bot.send(ALICE, photo=bear("grizzly", 4)))
         last = eventually(lambda: bot.db(lambda s: s.scalar(select(Prediction).order_by(Prediction.id.desc()))))
         assert last.model_version_id == run.model_version_id
-        assert f"Serving: v{run.model_version_id}" in bot.reply(bot.send(ADMIN, text="/stats")).text
+        assert f"Serving model v{run.model_version_id}, trained" in bot.reply(bot.send(ADMIN, text="/stats")).text

@@ -14,7 +14,8 @@ from telegram.ext import ContextTypes
 from bot.handlers.common import admin_only, user_id
 from bot.replies import parse_review, review_keyboard
 from bot.services import get_services
-from bot.stats import model_text, stats_text
+from bot.plots import send_plots
+from bot.stats import model_text, serving_plots, stats_text
 from storage import corrections, model_versions
 from storage.models import CorrectionStatus, Image, Trigger, User
 
@@ -38,14 +39,18 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def _send_report(update: Update, context: ContextTypes.DEFAULT_TYPE, report: Callable[..., str]) -> None:
     services = get_services(context)
     assert update.effective_message is not None
-    text = await services.db(report, serving=services.models.version)
+    text = await services.db(report, serving=services.models.version, labels=services.settings.labels)
     await update.effective_message.reply_text(text)
 
 
 @admin_only
 async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-    """Predictions, corrections, agreement per class, pending, the model and the last run."""
+    """Predictions, corrections, agreement per class, the model and the last run; then the model's plots."""
     await _send_report(update, context, stats_text)
+    services = get_services(context)
+    assert update.effective_chat is not None
+    plots = await services.db(serving_plots, version=services.models.version)
+    await send_plots(context.bot, update.effective_chat.id, plots)
 
 
 @admin_only

@@ -1,0 +1,74 @@
+""""Your correction is now part of v3": which users to tell, claimed once across bot replicas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from storage.models import Correction, CorrectionStatus, Prediction, User, utcnow
+
+
+@dataclass(frozen=True)
+class LearnedNotice:
+    """One message to send: where, in answer to which photo, and what was learned."""
+
+    correction_id: int
+    chat_id: int
+    reply_to: int | None  # the user's photo message, when the correction came from a chat
+    label: str
+    said: str | None  # what the model had answered
+    version_id: int
+    photo_sent_at: datetime
+
+
+def claim_learned_notices(session: Session, *, limit: int = 50) -> list[LearnedNotice]:
+    """Corrections a promoted model learned whose user has not been told yet; each claimed atomically.
+
+    The conditional UPDATE (``learned_notice_at IS NULL``) lets only one replica win each row.
+    Users who opted out are claimed too but get no notice, so turning notices back on later
+    does not replay old ones.
+    """
+    rows = session.execute(
+        select(Correction, User, Prediction)
+        .join(User, User.id == Correction.user_id)
+        .outerjoin(Prediction, Prediction.id == Correction.prediction_id)
+        .where(
+            Correction.learned_version_id.is_not(None),
+            Correction.learned_notice_at.is_(None),
+            Correction.status == CorrectionStatus.ACCEPTED,
+        )
+        .order_by(Correction.id)
+        .limit(limit)
+    ).all()
+    notices: list[LearnedNotice] = []
+    for correction, user, prediction in rows:
+        won = session.execute(
+            update(Correction)
+            .where(Correction.id == correction.id, Correction.learned_notice_at.is_(None))
+            .values(learned_notice_at=utcnow())
+        )
+        if won.rowcount != 1 or not user.notify_learned:  # type: ignore[attr-defined]
+            continue
+        assert correction.learned_version_id is not None
+        notices.append(
+            LearnedNotice(
+                correction_id=correction.id,
+                # In the chat where the photo was answered (a private chat's id is the user's id).
+                chat_id=prediction.chat_id if prediction is not None else user.telegram_id,
+                reply_to=prediction.message_id if prediction is not None else None,
+                label=correction.label,
+                said=prediction.label if prediction is not None else None,
+                version_id=correction.learned_version_id,
+                photo_sent_at=prediction.created_at if prediction is not None else correction.created_at,
+            )
+        )
+    session.flush()
+    return notices
+
+
+def set_notify_learned(session: Session, *, user_id: int, on: bool) -> None:
+    """Turn a user's "your correction was learned" notices on or off."""
+    session.execute(update(User).where(User.id == user_id).values(notify_learned=on))
