@@ -47,6 +47,7 @@ class Printer:
     lock: threading.Lock = field(default_factory=threading.Lock)
     buttons: list[tuple[Sent, str]] = field(default_factory=list)  # what "1", "2"… tap
     last_answer: Sent | None = None  # the latest prediction answer: /correct replies to it
+    prompt: str | None = None  # set while the prompt waits for the user's next line (interactive only)
 
     def event(self, method: str, item: Sent | JSONDict) -> None:
         with self.lock:
@@ -71,7 +72,18 @@ class Printer:
                 self.last_answer = sent
 
     def write(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        if self.prompt is None:
+            print(text, file=self.out, flush=True)
+            return
+        # A message arrived while the user is at the prompt (a retrain finishing): clear the prompt
+        # line, print the message, then draw the prompt again with what they had typed so far.
+        print(f"\r\x1b[K{text}", file=self.out)
+        print(f"{self.prompt}{_typed_so_far()}", end="", file=self.out, flush=True)
+
+    def waiting(self, prompt: str | None) -> None:
+        """The reader thread is (``prompt``) or is no longer (None) waiting at the prompt."""
+        with self.lock:
+            self.prompt = prompt
 
     def note(self, text: str) -> None:
         with self.lock:
@@ -107,7 +119,7 @@ class ConsoleChat:
             self.app = build_application(self._settings(), loader=self.loader)
             async with running(self.app, poll=False):
                 self._banner()
-                queue, next_line = _start_reader(lines, interactive=not echo)
+                queue, next_line = _start_reader(lines, interactive=not echo, printer=self.printer)
                 while (line := await queue.get()) is not None:
                     line = line.strip()
                     if echo and line:
@@ -205,7 +217,9 @@ class ConsoleChat:
         await self.app.process_update(update)
 
 
-def _start_reader(lines: TextIO, *, interactive: bool) -> tuple[asyncio.Queue[str | None], threading.Event]:
+def _start_reader(
+    lines: TextIO, *, interactive: bool, printer: Printer | None = None
+) -> tuple[asyncio.Queue[str | None], threading.Event]:
     """Read lines on a daemon thread (Ctrl-C never waits for a blocked read); None marks EOF.
 
     The thread reads the next line only after the returned event is set (the last one is handled).
@@ -221,16 +235,30 @@ def _start_reader(lines: TextIO, *, interactive: bool) -> tuple[asyncio.Queue[st
         while True:
             next_line.wait()
             next_line.clear()
+            if interactive and printer is not None:
+                printer.waiting(f"{YOU} ")
             try:
                 line: str | None = input(f"{YOU} ") if interactive else (lines.readline() or None)
             except EOFError:
                 line = None
+            finally:
+                if printer is not None:
+                    printer.waiting(None)
             loop.call_soon_threadsafe(queue.put_nowait, line)
             if line is None:
                 return
 
     threading.Thread(target=read, name="console-input", daemon=True).start()
     return queue, next_line
+
+
+def _typed_so_far() -> str:
+    """What the user has typed at the prompt (readline's buffer; empty without readline)."""
+    try:
+        import readline
+    except ImportError:
+        return ""
+    return readline.get_line_buffer()
 
 
 def _enable_line_editing() -> None:
