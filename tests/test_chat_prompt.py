@@ -21,7 +21,8 @@ def test_async_message_at_the_prompt_redraws_the_prompt() -> None:
     thread = threading.Thread(target=printer.event, args=("sendMessage", _sent("Training run #1 succeeded.\nmore")))
     thread.start()
     thread.join()
-    assert out.getvalue() == "\r\x1b[Kbearbot › Training run #1 succeeded.\n            more\nyou › "
+    indent = " " * len("bearbot › ")
+    assert out.getvalue() == f"\r\x1b[Kbearbot › Training run #1 succeeded.\n{indent}more\nyou › "
 
 
 def test_answers_to_a_typed_line_print_plainly() -> None:
