@@ -1,7 +1,8 @@
 """Safe image decoding shared by the store, the dataset tools and inference.
 
-Pillow does the decoding; this module adds the policy: a byte limit, a pixel limit against
-decompression bombs, EXIF rotation, first frame of animations, and one error type with a
+Pillow does the decoding; this module adds the policy: a pixel limit against decompression
+bombs (larger JPEGs shrink while they decode, other formats are refused), EXIF rotation, the
+first frame of animations, no float copies, and one error type (malformed EXIF included) with a
 message a user can read.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -16,6 +18,7 @@ import imagehash
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_SIDE = 2560  # = Settings.max_image_side; the largest photo size Telegram sends
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
 
 
@@ -40,45 +43,76 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode ``data`` into an upright RGB image (first frame) or raise :class:`ImageError`."""
+def _decode(data: bytes, *, max_pixels: int, max_side: int) -> tuple[Image.Image, str]:
+    """Decode once into an upright RGB image at most ``max_side`` px long; return it and the format.
+
+    A JPEG larger than that is shrunk by the decoder itself (DCT scaling, 1/2 to 1/8), so its
+    full-size raster never exists; larger images in other formats are refused before decoding.
+    """
     if not data:
         raise ImageError("the file is empty")
     try:
         with warnings.catch_warnings():
-            # Pillow warns above its own limit and raises above twice that; we decide ourselves.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Pillow warns above its own limit (we decide ourselves) and about every odd EXIF tag
+            # (a hostile file would write many log lines); the outcome is all that counts.
+            warnings.simplefilter("ignore")
             img = Image.open(io.BytesIO(data))
             fmt = img.format or "?"
             if fmt not in ALLOWED_FORMATS:
                 raise ImageError(f"unsupported image format {fmt}")
-            if img.width * img.height > max_pixels:
-                raise ImageError(
-                    f"the image is too large ({img.width}×{img.height} pixels; limit {max_pixels:,})"
-                )
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageError(f"the image is too large ({width}×{height} pixels; limit {max_pixels:,})")
+            longest = max(width, height)
+            if longest > max_side:
+                if fmt not in ("JPEG", "MPO") or longest > 8 * max_side:
+                    raise ImageError(
+                        f"the image is too large ({width}×{height} pixels; at most {max_side} px on the long side"
+                        f"{'' if fmt in ('JPEG', 'MPO') else ' unless it is a JPEG photo'})"
+                    )
+                # Ask for half the limit: the decoder picks the smallest scale at least that big,
+                # which is then at most the limit.
+                half = max_side / 2 / longest
+                img.draft("RGB", (max(1, math.ceil(width * half)), max(1, math.ceil(height * half))))
             img.seek(0)  # animated GIF/WebP: the first frame
             img.load()
+            if max(img.size) > max_side:  # a decoder that ignored the draft request
+                img.thumbnail((max_side, max_side), Image.BILINEAR)
     except ImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError):
         raise ImageError("this is not an image I can read") from None
-    except (OSError, SyntaxError, ValueError, EOFError):
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError):
         raise ImageError("the image is corrupt or truncated") from None
-    img = ImageOps.exif_transpose(img) or img
-    return to_rgb(img)
+    except Exception as exc:  # noqa: BLE001 - any other decoder failure is still this one file's fault
+        raise ImageError(f"the image could not be decoded ({type(exc).__name__})") from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data" warnings: one hostile file, many log lines
+            img = ImageOps.exif_transpose(img) or img
+    except Exception as exc:  # noqa: BLE001 - fuzzed EXIF raises struct/Type/Key/ZeroDivision errors
+        raise ImageError(f"its EXIF metadata is malformed ({type(exc).__name__})") from None
+    return to_rgb(img), fmt
+
+
+def open_image(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE
+) -> Image.Image:
+    """Decode ``data`` into an upright RGB image (first frame) or raise :class:`ImageError`."""
+    return _decode(data, max_pixels=max_pixels, max_side=max_side)[0]
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any mode (RGBA, P, L, I;16, CMYK…) to RGB; transparency is flattened onto white."""
     if img.mode == "RGB":
         return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit greyscale: scale to 8 bits instead of clipping to white.
-        import numpy as np
-
-        arr = np.asarray(img, dtype=np.float64)
-        hi = float(arr.max()) or 1.0
-        img = Image.fromarray((arr * (255.0 / hi)).clip(0, 255).astype("uint8"), mode="L")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16/32-bit greyscale: scale the brightest value to 255 instead of clipping to white. Pillow
+        # applies the linear map in C on 32-bit integers: no float copy of the image.
+        img = img.convert("I") if img.mode != "I" else img
+        hi = img.getextrema()[1]
+        scale = 255.0 / hi if isinstance(hi, int | float) and hi > 0 else 1.0
+        img = img.point(lambda v: v * scale).convert("L")
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -99,20 +133,24 @@ def hash_distance(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
 
 
-def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
-    """Verify ``data`` decodes and describe it (raises :class:`ImageError`)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            fmt = Image.open(io.BytesIO(data)).format or "?"
-        except Exception:  # noqa: BLE001 - open_image below gives the precise reason
-            fmt = "?"
-    img = open_image(data, max_pixels=max_pixels)
-    return ImageInfo(
-        sha256=sha256_hex(data),
-        width=img.width,
-        height=img.height,
-        format=fmt,
-        phash=perceptual_hash(img),
-        size_bytes=len(data),
+@dataclass(frozen=True)
+class Decoded:
+    """One upload decoded once: the image to classify and the facts to store."""
+
+    image: Image.Image
+    info: ImageInfo
+
+
+def decode(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE) -> Decoded:
+    """Decode ``data`` once and describe it (raises :class:`ImageError`)."""
+    img, fmt = _decode(data, max_pixels=max_pixels, max_side=max_side)
+    info = ImageInfo(
+        sha256=sha256_hex(data), width=img.width, height=img.height, format=fmt,
+        phash=perceptual_hash(img), size_bytes=len(data),
     )
+    return Decoded(img, info)
+
+
+def inspect_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE) -> ImageInfo:
+    """Verify ``data`` decodes and describe it (raises :class:`ImageError`)."""
+    return decode(data, max_pixels=max_pixels, max_side=max_side).info

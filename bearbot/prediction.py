@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -27,4 +31,8 @@ class Classifier(Protocol):
 
     def predict(self, data: bytes) -> Prediction:
         """Classify encoded image bytes; raises ``bearbot.imaging.ImageError`` for bad input."""
+        ...
+
+    def predict_images(self, images: Sequence[Image.Image]) -> list[Prediction]:
+        """Classify already-decoded RGB images (the bot decodes each upload once, then stores it too)."""
         ...

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
+from PIL import Image
 from telegram.ext import Application, CallbackContext
 
+from bearbot.imaging import Decoded, decode
 from bearbot.prediction import Classifier, Prediction
 from bearbot.settings import Settings
 from bot.limits import UserLimits
@@ -32,6 +35,10 @@ class BotServices:
     http: httpx.AsyncClient  # file downloads (streamed, size-capped)
     inference: ThreadPoolExecutor  # predictions; kept apart so DB work and /help never queue behind them
     owns_storage: bool = True
+    decodes: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.decodes = asyncio.Semaphore(self.settings.max_concurrent_decodes)
 
     async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         """Run ``fn(session, **kwargs)`` in one transaction on a worker thread."""
@@ -45,6 +52,21 @@ class BotServices:
     async def predict(self, classifier: Classifier, data: bytes) -> Prediction:
         """Classify ``data`` on the inference pool with the given (already taken) model reference."""
         return await asyncio.get_running_loop().run_in_executor(self.inference, classifier.predict, data)
+
+    async def decode(self, data: bytes) -> Decoded:
+        """Decode an upload once, on the inference pool, at most ``max_concurrent_decodes`` at a time
+        (raises ``ImageError``): a burst of hostile files waits here instead of filling memory."""
+        settings = self.settings
+        work = functools.partial(
+            decode, data, max_pixels=settings.max_image_pixels, max_side=settings.max_image_side
+        )
+        async with self.decodes:
+            return await asyncio.get_running_loop().run_in_executor(self.inference, work)
+
+    async def predict_image(self, classifier: Classifier, image: Image.Image) -> Prediction:
+        """Classify a decoded image on the inference pool with the given (already taken) model reference."""
+        work = functools.partial(classifier.predict_images, [image])
+        return (await asyncio.get_running_loop().run_in_executor(self.inference, work))[0]
 
     def is_admin(self, telegram_id: int | None) -> bool:
         return telegram_id is not None and telegram_id in self.settings.admin_ids

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bearbot.imaging import DEFAULT_MAX_PIXELS, inspect_image, sha256_hex
+from bearbot.imaging import DEFAULT_MAX_PIXELS, ImageInfo, inspect_image, sha256_hex
 from storage.db import add_unique
 from storage.models import Image, Origin
 
@@ -52,11 +52,13 @@ class ImageStore:
         return session.scalar(select(Image).where(Image.sha256 == sha256))
 
     def put(
-        self, session: Session, *, data: bytes, origin: Origin, source_url: str | None = None
+        self, session: Session, *, data: bytes, origin: Origin, source_url: str | None = None,
+        info: ImageInfo | None = None,
     ) -> tuple[Image, bool]:
         """Verify and store ``data``; return ``(row, created)``. Same bytes → same row and file.
 
-        Raises :class:`bearbot.imaging.ImageError` for anything that is not a readable image.
+        Raises :class:`bearbot.imaging.ImageError` for anything that is not a readable image;
+        ``info`` from a decode the caller already did saves decoding the bytes again.
         The file is written (atomically) before the row is flushed, so a row never points at
         a missing or partial file; a crash in between leaves at most an orphan file that the
         next ``put`` of the same bytes reuses.
@@ -67,7 +69,8 @@ class ImageStore:
             if not self.path_of(existing).exists():  # repaired if the file was lost
                 write_atomic(self.path_of(existing), data)
             return existing, False
-        info = inspect_image(data, max_pixels=self.max_pixels)
+        if info is None or info.sha256 != digest:  # callers that decoded already pass what they found
+            info = inspect_image(data, max_pixels=self.max_pixels)
         rel = f"{digest[:2]}/{digest}.{_EXT.get(info.format, 'bin')}"
         target = self.root / rel
         if not target.exists():

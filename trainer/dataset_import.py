@@ -28,11 +28,13 @@ def import_folder(storage: Storage, root: Path, *, progress: bool = True) -> Ing
     """Verify every file under each label folder and add the new ones as import items.
 
     Files are read in sorted order, so importing the same folder into a fresh database
-    always keeps the same copy of near-duplicates. Unreadable files are reported, not fatal.
+    always keeps the same copy of near-duplicates. Unreadable files are reported with their
+    reason, not fatal; each file is decoded once (the store reuses what the check found).
     """
     report = IngestReport()
     files = [(label, path) for label, folder in label_folders(root).items() for path in _files(folder)]
-    max_pixels, max_bytes = storage.settings.max_image_pixels, storage.settings.max_download_bytes
+    settings = storage.settings
+    max_pixels, max_side, max_bytes = settings.max_image_pixels, settings.max_image_side, settings.max_download_bytes
     with storage.session() as session:
         index = PhashIndex.load(session)
         for label, path in tqdm(files, desc="import", unit="img", disable=not progress):
@@ -41,8 +43,8 @@ def import_folder(storage: Storage, root: Path, *, progress: bool = True) -> Ing
                 continue
             data = path.read_bytes()
             try:
-                info = inspect_image(data, max_pixels=max_pixels)
-            except ImageError as exc:
+                info = inspect_image(data, max_pixels=max_pixels, max_side=max_side)
+            except ImageError as exc:  # every decoder failure, malformed EXIF included: this file only
                 report.fail(str(path), str(exc))
                 continue
             result = ingest_image(

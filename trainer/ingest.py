@@ -33,7 +33,7 @@ def ingest_image(
     if duplicate is not None:
         return duplicate
     origin = Origin.SEARCH if source is ItemSource.SEARCH else Origin.IMPORT
-    image, _ = images.put(session, data=data, origin=origin, source_url=source_url)
+    image, _ = images.put(session, data=data, origin=origin, source_url=source_url, info=info)
     return add_item(session, image=image, label=label, source=source, golden_fraction=golden_fraction, index=index)
 
 

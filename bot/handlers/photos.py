@@ -9,7 +9,7 @@ from telegram import Message, Update
 from telegram import User as TgUser
 from telegram.ext import ContextTypes
 
-from bearbot.imaging import ImageError
+from bearbot.imaging import ImageError, ImageInfo
 from bearbot.prediction import Prediction as Answer
 from bot.download import DownloadError, TooLargeError, download, image_ref
 from bot.handlers.common import upsert
@@ -22,10 +22,11 @@ log = logging.getLogger(__name__)
 
 
 def _save(
-    session: Session, *, services: BotServices, data: bytes, user: TgUser, message: Message, answer: Answer
+    session: Session, *, services: BotServices, data: bytes, info: ImageInfo, user: TgUser, message: Message,
+    answer: Answer,
 ) -> int:
     """Store the image, the user and the prediction in one transaction; returns the prediction id."""
-    image, _created = services.storage.images.put(session, data=data, origin=Origin.UPLOAD)
+    image, _created = services.storage.images.put(session, data=data, origin=Origin.UPLOAD, info=info)
     uid = upsert(session, user=user, is_admin=services.is_admin(user.id))
     row = record_prediction(
         session, image_id=image.id, user_id=uid, chat_id=message.chat_id, message_id=message.message_id, answer=answer
@@ -56,9 +57,12 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     limit = services.settings.max_download_bytes
     try:
         data = await download(context.bot, services.http, ref, limit=limit)
+        decoded = await services.decode(data)  # the one decode: classified and stored from it
         classifier = services.models.current  # taken once: a swap meanwhile does not affect this photo
-        answer = await services.predict(classifier, data)
-        prediction_id = await services.db(_save, services=services, data=data, user=user, message=message, answer=answer)
+        answer = await services.predict_image(classifier, decoded.image)
+        prediction_id = await services.db(
+            _save, services=services, data=data, info=decoded.info, user=user, message=message, answer=answer
+        )
     except TooLargeError as exc:
         log.info("refused oversize file in chat %s: %s", message.chat_id, exc)
         await message.reply_text(f"That file is too big for me (limit {_mb(limit)}). Send a smaller photo.")
