@@ -93,6 +93,7 @@ def import_cmd(
 def stats_cmd() -> None:
     """Item counts per label, split and source; the last line is `total N`."""
     from storage.dataset import dataset_counts
+    from storage.dataset_origins import corrected_items_by_origin
     from storage.store import open_storage
 
     settings = settings_or_exit()
@@ -100,6 +101,7 @@ def stats_cmd() -> None:
     try:
         with storage.session() as session:
             counts = dataset_counts(session)
+            corrected = corrected_items_by_origin(session)
     finally:
         storage.close()
     typer.echo(f"{'label':<16} {'split':<7} {'source':<11} {'count':>6}")
@@ -110,6 +112,15 @@ def stats_cmd() -> None:
         for row in counts:
             totals[str(getattr(row, key))] += row.count
         typer.echo(f"per {key}: " + (", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "-"))
+    relabelled = {origin: n for origin, n in corrected.items() if origin != "upload"}
+    if relabelled:
+        # Otherwise `import` said "added 332" and the import count here is lower, with no reason given.
+        which = ", ".join(f"{n} {origin}ed" for origin, n in sorted(relabelled.items()))
+        sent = corrected.get("upload", 0)
+        typer.echo(
+            f"source correction: {sent} photo{'' if sent == 1 else 's'} users sent, and {which} "
+            "photo(s) whose label a user correction changed (counted under correction from then on)"
+        )
     typer.echo(f"total {sum(row.count for row in counts)}")
 
 
