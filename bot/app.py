@@ -26,7 +26,7 @@ from telegram.ext import (
 )
 
 from bearbot.settings import Settings
-from bot.flood import RetryAfterLimiter
+from bot.flood import PerChatRateLimiter, throttled
 from bot.handlers import admin, basic, corrections, photos
 from bot.limits import UserLimits
 from bot import notices
@@ -77,9 +77,9 @@ def handlers() -> list[BaseHandler[Any, Any, Any]]:
         CallbackQueryHandler(corrections.feedback_button, pattern=f"^{FEEDBACK_PREFIX}:"),
         CallbackQueryHandler(admin.review_button, pattern=f"^{REVIEW_PREFIX}:"),
         MessageHandler(fresh & (filters.PHOTO | filters.Document.IMAGE), photos.on_image),
-        MessageHandler(fresh & not_images, basic.not_an_image),
-        MessageHandler(fresh & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, basic.text_hint),
-        MessageHandler(fresh & filters.ChatType.PRIVATE & filters.COMMAND, basic.unknown_command),
+        MessageHandler(fresh & not_images, throttled(basic.not_an_image)),
+        MessageHandler(fresh & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND, throttled(basic.text_hint)),
+        MessageHandler(fresh & filters.ChatType.PRIVATE & filters.COMMAND, throttled(basic.unknown_command)),
     ]
 
 
@@ -196,7 +196,7 @@ def build_application(
         .base_url(f"{api}/bot")
         .base_file_url(f"{api}/file/bot")
         .concurrent_updates(settings.concurrent_updates)
-        .rate_limiter(RetryAfterLimiter())
+        .rate_limiter(PerChatRateLimiter())
         # Answers quote the message they answer, in private chats too (albums, /correct targets),
         # and are still sent when the user deleted that message meanwhile.
         .defaults(Defaults(do_quote=True, allow_sending_without_reply=True))

@@ -1,25 +1,36 @@
-"""Outgoing flood control: honour Telegram's ``RetryAfter`` by pausing all requests and retrying.
+"""Flood control, both ways.
 
-python-telegram-bot's own ``AIORateLimiter`` needs the ``aiolimiter`` extra; this bot sends
-about one message per update, so reacting to ``RetryAfter`` (approach 1 in PTB's docs) is enough.
+Outgoing: python-telegram-bot's ``AIORateLimiter`` keeps the bot under Telegram's limits (30
+messages a second overall, 20 a minute per group) before it is told off. Its own retry on a 429
+(``RetryAfter``) pauses every request of every chat, so this subclass retries by itself and pauses
+only the chat the 429 was about: one flooded chat never delays another user's answer.
+
+Incoming chatter: replies to stickers, plain text and unknown commands cost a message each, so
+they are limited per user too (:func:`throttled`); past the limit the bot stays silent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dtm
+import functools
 import logging
 import warnings
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from telegram import Update
 from telegram.error import RetryAfter
-from telegram.ext import BaseRateLimiter
+from telegram.ext import AIORateLimiter, ContextTypes
 from telegram.warnings import PTBDeprecationWarning
+
+from bot.limits import SlidingWindowLimit
 
 log = logging.getLogger(__name__)
 
 JSON = bool | dict[str, Any] | list[dict[str, Any]]
+CHATTER_KEY = "chatter-limit"
 
 
 def retry_seconds(exc: RetryAfter) -> float:
@@ -31,20 +42,14 @@ def retry_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
 
 
-class RetryAfterLimiter(BaseRateLimiter[None]):
-    """Retries a request after Telegram's ``retry_after``; every other request waits meanwhile."""
+class PerChatRateLimiter(AIORateLimiter):
+    """``AIORateLimiter`` whose retry after a 429 waits for that chat only."""
 
     def __init__(self, *, max_retries: int = 3, max_wait: float = 60.0) -> None:
+        super().__init__(max_retries=0)  # the parent's retry would pause every chat
         self.max_retries = max_retries
         self.max_wait = max_wait
-        self._open = asyncio.Event()
-        self._open.set()
-
-    async def initialize(self) -> None:
-        self._open.set()
-
-    async def shutdown(self) -> None:
-        self._open.set()
+        self._paused_until: dict[str, float] = {}
 
     async def process_request(
         self,
@@ -53,21 +58,59 @@ class RetryAfterLimiter(BaseRateLimiter[None]):
         kwargs: dict[str, Any],
         endpoint: str,
         data: dict[str, Any],
-        rate_limit_args: None,
+        rate_limit_args: int | None,
     ) -> JSON:
-        """Call ``callback``; on ``RetryAfter`` pause everything for the asked time and try again."""
-        for attempt in range(self.max_retries + 1):
-            await self._open.wait()
+        """Send through the parent's limiters; on ``RetryAfter`` wait (this chat only) and try again."""
+        chat_id = data.get("chat_id")
+        key = str(chat_id) if chat_id is not None else None
+        group: int | str | bool = False
+        with contextlib.suppress(ValueError, TypeError):
+            chat_id = int(chat_id)  # type: ignore[arg-type]
+        if (isinstance(chat_id, int) and chat_id < 0) or isinstance(chat_id, str):
+            group = chat_id  # groups and channels have their own per-minute limit
+        loop = asyncio.get_running_loop()
+        retries = self.max_retries if rate_limit_args is None else rate_limit_args
+        for attempt in range(retries + 1):
+            if key is not None and (wait := self._paused_until.get(key, 0.0) - loop.time()) > 0:
+                await asyncio.sleep(wait)
             try:
-                return await callback(*args, **kwargs)
+                return await self._run_request(
+                    chat=key is not None, group=group, allow_paid_broadcast=bool(data.get("allow_paid_broadcast")),
+                    callback=callback, args=args, kwargs=kwargs,
+                )
             except RetryAfter as exc:
-                wait = retry_seconds(exc)
-                if attempt == self.max_retries or wait > self.max_wait:
+                wait = retry_seconds(exc) + 0.1
+                if attempt == retries or wait > self.max_wait:
                     raise
-                log.warning("flood control on %s: waiting %.1f s (attempt %d)", endpoint, wait, attempt + 1)
-                self._open.clear()
-                try:
+                log.warning("flood control on %s (chat %s): waiting %.1f s (attempt %d)", endpoint, key, wait, attempt + 1)
+                if key is not None:
+                    self._paused_until[key] = max(self._paused_until.get(key, 0.0), loop.time() + wait)
+                    if len(self._paused_until) > 1000:  # forget chats whose pause is over
+                        now = loop.time()
+                        self._paused_until = {k: t for k, t in self._paused_until.items() if t > now}
+                else:
                     await asyncio.sleep(wait)
-                finally:
-                    self._open.set()
         raise AssertionError("unreachable")
+
+
+Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
+
+
+def throttled(callback: Handler) -> Handler:
+    """Answer at most ``chatter_per_minute`` such messages per user a minute; drop the rest silently."""
+
+    @functools.wraps(callback)
+    async def handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        from bot.services import get_services
+
+        user = update.effective_user
+        if user is not None:
+            limit = context.bot_data.get(CHATTER_KEY)
+            if limit is None:
+                limit = context.bot_data[CHATTER_KEY] = SlidingWindowLimit(get_services(context).settings.chatter_per_minute)
+            if limit.hit(user.id):
+                log.debug("chatter from user %s over the limit: not answered", user.id)
+                return
+        await callback(update, context)
+
+    return handler
