@@ -7,10 +7,11 @@ Every field is documented in ``.env.example``. Names that outside tools rely on
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bearbot.labels import DEFAULT_LABELS, parse_labels
@@ -41,7 +42,8 @@ class Settings(BaseSettings):
     webhook_url: str | None = Field(None, validation_alias=_env("BEARBOT_WEBHOOK_URL"))
     webhook_listen: str = Field("0.0.0.0", validation_alias=_env("BEARBOT_WEBHOOK_LISTEN"))
     webhook_port: int = Field(8443, ge=1, le=65535, validation_alias=_env("BEARBOT_WEBHOOK_PORT"))
-    webhook_secret: SecretStr | None = Field(None, validation_alias=_env("BEARBOT_WEBHOOK_SECRET"))
+    # Required in webhook mode: Telegram sends it in a header and updates without it are refused.
+    webhook_secret: SecretStr | None = Field(None, validate_default=True, validation_alias=_env("BEARBOT_WEBHOOK_SECRET"))
     concurrent_updates: int = Field(32, ge=1, validation_alias=_env("BEARBOT_CONCURRENT_UPDATES"))
     photos_per_minute: int = Field(20, ge=1, validation_alias=_env("BEARBOT_PHOTOS_PER_MINUTE"))
     corrections_per_minute: int = Field(10, ge=1, validation_alias=_env("BEARBOT_CORRECTIONS_PER_MINUTE"))
@@ -119,6 +121,20 @@ class Settings(BaseSettings):
 
         CronTrigger.from_crontab(value)  # raises ValueError with the reason
         return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # Without a secret python-telegram-bot checks no header: anyone reaching the port could post
+        # updates as an admin. Telegram allows 1-256 characters A-Z a-z 0-9 _ -.
+        secret = value.get_secret_value() if value is not None else ""
+        if secret and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("use 1-256 characters A-Z, a-z, 0-9, _ or - (e.g. from `openssl rand -hex 32`)")
+        if not secret and info.data.get("webhook_url"):
+            raise ValueError(
+                "required in webhook mode (BEARBOT_WEBHOOK_URL is set); generate one with `openssl rand -hex 32`"
+            )
+        return value if secret else None
 
     @field_validator("telegram_api_url")
     @classmethod
@@ -219,6 +235,7 @@ def load_settings(*, env_file: str | Path | None = None, **overrides: object) ->
         loc = err["loc"][0] if err["loc"] else "?"
         name = env_name(str(loc)) if str(loc) in Settings.model_fields else str(loc)
         value = err.get("input")
-        shown = "" if isinstance(value, dict) or value is None else f" (got {str(value)[:60]!r})"
+        secret = str(loc) in Settings.model_fields and "SecretStr" in str(Settings.model_fields[str(loc)].annotation)
+        shown = "" if secret or isinstance(value, dict) or value is None else f" (got {str(value)[:60]!r})"
         message = str(err["msg"]).removeprefix("Value error, ")
         raise SettingsError(f"Bad setting {name}{shown}: {message}") from None

@@ -27,6 +27,7 @@ from telegram.ext import (
 
 from bearbot.settings import Settings
 from bot.flood import PerChatRateLimiter, throttled
+from bot.log_redact import redact_in_logs
 from bot.handlers import admin, basic, corrections, photos
 from bot.limits import UserLimits
 from bot import notices
@@ -190,6 +191,8 @@ def build_application(
     token = token or settings.token
     if not token:
         raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    redact_in_logs(token, secret)  # Bot API URLs carry the token; httpx logs each one
     application = (
         ApplicationBuilder()
         .token(token)

@@ -24,8 +24,6 @@ from telegram.ext import Application, ContextTypes
 from bearbot.settings import Settings, settings_to_env
 from bot.notices import announce_learned
 from bot.plots import run_plots, send_plots
-from bot.notices import announce_learned
-from bot.plots import run_plots, send_plots
 from storage import runs, snapshot
 from storage.models import RunStatus, TrainingRun, Trigger
 from storage.store import Storage
@@ -98,8 +96,9 @@ def _claim_notifications(storage: Storage) -> list[tuple[TrainingRun, str]]:
     return claimed
 
 
-# Settings the trainer has no use for; set empty so neither the environment nor an env file supplies them.
-TRAINER_WITHHELD = ("TELEGRAM_BOT_TOKEN", "BEARBOT_WEBHOOK_SECRET")
+# Settings the trainer has no use for (the bot's secrets, and webhook mode, which needs one); set
+# empty so neither the environment nor an env file supplies them.
+TRAINER_WITHHELD = ("TELEGRAM_BOT_TOKEN", "BEARBOT_WEBHOOK_SECRET", "BEARBOT_WEBHOOK_URL")
 
 
 def trainer_env(settings: Settings) -> dict[str, str]:
@@ -179,12 +178,23 @@ async def _corrections_check(context: ContextTypes.DEFAULT_TYPE) -> None:
         log.info("corrections trigger: %s", result.message)
 
 
+def _reap(storage: Storage, pid: int, code: int, started: datetime | None) -> None:
+    """Fail what our trainer child left unfinished when it exited (killed, out of memory, crashed)."""
+    reason = f"the trainer process (pid {pid}) exited with code {code} before recording the outcome"
+    with storage.session() as session:
+        queued_before = started if code != 0 else None
+        for run in runs.fail_process_runs(session, pid=pid, reason=reason, queued_before=queued_before):
+            log.warning("training run #%s failed: %s", run.id, reason)
+
+
 def _recover(services: HasStorage) -> None:
+    settings = services.settings
     with services.storage.session() as session:
         for run in runs.recover_stale_runs(
-            session, stale_after=timedelta(hours=services.settings.run_stale_hours)
+            session, lease=timedelta(seconds=settings.run_lease_seconds),
+            stale_after=timedelta(hours=settings.run_stale_hours),
         ):
-            log.warning("training run #%s was left running by a dead process; marked failed", run.id)
+            log.warning("training run #%s failed: %s", run.id, run.error)
 
 
 def install_learning(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
