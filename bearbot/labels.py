@@ -50,3 +50,20 @@ def parse_labels(text: str) -> tuple[str, ...]:
 # like any correction, but never a class the label head learns (its photos are negatives for the
 # bear/not-bear decision only).
 NOT_BEAR = "none"
+# What users may type for it: ``/correct none``, ``/correct notbear``, ``/correct not a bear``…
+NOT_BEAR_ALIASES: frozenset[str] = frozenset({NOT_BEAR, "notbear", "not-bear", "not_bear", "not-a-bear", "nobear", "no-bear"})
+
+
+def check_answer(text: str, labels: tuple[str, ...]) -> str:
+    """A user's answer: one of ``labels``, or :data:`NOT_BEAR` for any of its aliases.
+
+    Spaces count as hyphens (``"not a bear"``); raises :class:`UnknownLabelError` listing
+    the labels and ``none``.
+    """
+    norm = "-".join(normalize_label(text).split())
+    if norm in NOT_BEAR_ALIASES:
+        return NOT_BEAR
+    try:
+        return check_label(norm, labels)
+    except UnknownLabelError:
+        raise UnknownLabelError(normalize_label(text), (*labels, NOT_BEAR)) from None

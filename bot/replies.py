@@ -6,10 +6,14 @@ from collections.abc import Mapping, Sequence
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from bearbot.labels import NOT_BEAR
 from storage.models import CorrectionStatus
 
 FEEDBACK_PREFIX = "fb"
 REVIEW_PREFIX = "rv"
+# Telegram refuses messages over 4096 characters; whatever a user typed is echoed at most this long.
+MAX_ECHO = 40
+NOT_BEAR_HINT = "none (not a bear; also notbear, not-a-bear)"
 
 
 def pct(p: float) -> str:
@@ -25,24 +29,27 @@ def prediction_text(*, label: str, confidence: float, probabilities: Mapping[str
     )
     if not is_bear:
         return (
-            "🤔 I don't see a bear here.\n"
-            f"If there is one, it looks most like {label} ({pct(confidence)}); others: {others}.\n"
-            "Tap the right label if I'm wrong."
+            f"🤔 I don't see a bear here — if there is one, reply /correct {label} (or tap its name below).\n"
+            f"If it is a bear, it looks most like {label} ({pct(confidence)}); others: {others}."
         )
     return f"🐻 {label} · {pct(confidence)}\nothers: {others}\nRight? Tap ✅, or the right label."
 
 
 def feedback_keyboard(prediction_id: int, labels: Sequence[str], predicted: str, *, is_bear: bool) -> InlineKeyboardMarkup:
-    """Confirm (✅) the predicted label or pick another one; callback data ``fb:<id>:<label>``."""
-    others = [
-        InlineKeyboardButton(f"it's {name}", callback_data=f"{FEEDBACK_PREFIX}:{prediction_id}:{name}")
-        for name in labels
-        if name != predicted or not is_bear
-    ]
-    rows = [others]
+    """Confirm (✅) the answer, pick another label, or say "not a bear"; callback data ``fb:<id>:<label>``.
+
+    The "not a bear" answer is the label ``none``: "🚫 not a bear" under a bear answer, "✅ right,
+    no bear" under a refused one. Which chat and message a button may be pressed in is checked
+    against the prediction row when it is pressed (``bot.handlers.corrections``).
+    """
+
+    def button(text: str, label: str) -> InlineKeyboardButton:
+        return InlineKeyboardButton(text, callback_data=f"{FEEDBACK_PREFIX}:{prediction_id}:{label}")
+
+    others = [button(f"it's {name}", name) for name in labels if name != predicted or not is_bear]
     if is_bear:
-        rows.insert(0, [InlineKeyboardButton(f"✅ yes, {predicted}", callback_data=f"{FEEDBACK_PREFIX}:{prediction_id}:{predicted}")])
-    return InlineKeyboardMarkup(rows)
+        return InlineKeyboardMarkup([[button(f"✅ yes, {predicted}", predicted)], others, [button("🚫 not a bear", NOT_BEAR)]])
+    return InlineKeyboardMarkup([[button("✅ right, no bear", NOT_BEAR)], others])
 
 
 def parse_feedback(data: str) -> tuple[int, str] | None:
@@ -82,18 +89,25 @@ def parse_review(data: str) -> tuple[bool, int] | None:
 
 
 def correction_text(
-    *, label: str, said: str, confidence: float, is_bear: bool, updated: bool, status: CorrectionStatus, agreeing: int, required: int
+    *, label: str, said: str, confidence: float, is_bear: bool, updated: bool, status: CorrectionStatus, agreeing: int,
+    required: int, admin_only: bool = False,
 ) -> str:
-    """'Recorded: grizzly — I said black, 62 %' plus what happens to it next."""
+    """'Recorded: grizzly — I said black, 62 %' plus what happens to it next.
+
+    ``admin_only``: a bear label for a photo I saw no bear in, which only an admin can accept.
+    """
     verb = "Updated" if updated else "Recorded"
-    if label == said and is_bear:
-        head = f"{verb}: {label} — thanks for confirming (I said {said}, {pct(confidence)})."
+    name = "not a bear" if label == NOT_BEAR else label
+    if (label == said and is_bear) or (label == NOT_BEAR and not is_bear):
+        head = f"{verb}: {name} — thanks for confirming."
     elif not is_bear:
-        head = f"{verb}: {label} — I said I saw no bear ({said} {pct(confidence)})."
+        head = f"{verb}: {name} — I said I saw no bear ({said} {pct(confidence)})."
     else:
-        head = f"{verb}: {label} — I said {said}, {pct(confidence)}."
+        head = f"{verb}: {name} — I said {said}, {pct(confidence)}."
     if status == CorrectionStatus.ACCEPTED:
         tail = "It will be used in the next training run."
+    elif admin_only:
+        tail = "I saw no bear in this photo, so an admin has to approve it before I learn from it."
     else:
         tail = f"It will teach me once {required} people agree ({agreeing} so far) or an admin approves it."
     return f"{head}\n{tail}"
@@ -102,12 +116,18 @@ def correction_text(
 def usage_correct(labels: Sequence[str]) -> str:
     return (
         "To correct me, reply to my answer (or to your photo) with /correct <label>, "
-        f"e.g. /correct {labels[0]}.\nLabels: {', '.join(labels)}."
+        f"e.g. /correct {labels[0]}, or /correct none if there is no bear.\n"
+        f"Labels: {', '.join(labels)}, {NOT_BEAR_HINT}."
     )
 
 
+def echo(text: str, limit: int = MAX_ECHO) -> str:
+    """User text to quote back, cut to ``limit`` characters (with '…') so a reply always fits."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def unknown_label(label: str, labels: Sequence[str]) -> str:
-    return f"I don't know the label “{label}”. Valid labels: {', '.join(labels)}."
+    return f"I don't know the label “{echo(label)}”. Valid labels: {', '.join(labels)}, {NOT_BEAR_HINT}."
 
 
 def help_text(labels: Sequence[str], *, is_admin: bool) -> str:
@@ -117,7 +137,9 @@ def help_text(labels: Sequence[str], *, is_admin: bool) -> str:
         f"{', '.join(labels)}.\n"
         "Photos, albums and image files (JPEG, PNG, WebP, GIF) all work.\n\n"
         "If I'm wrong, tap the right label under my answer, or reply to it with /correct <label>. "
-        "Your corrections teach me.\n\n"
+        "Your corrections teach me.\n"
+        "Not a bear at all (your cat, your dog, you)? Tap 🚫 not a bear, or reply /correct none "
+        "(notbear and not-a-bear work too).\n\n"
         "When a new model has learned your correction, I tell you once; /notify off (or /quiet) stops that, "
         "/notify on turns it back on.\n\n"
         "/labels — the labels I know\n/help — this message"
@@ -133,4 +155,5 @@ def help_text(labels: Sequence[str], *, is_admin: bool) -> str:
 
 NOT_ADMIN = "Sorry, that command is for the bot's admins."
 NOT_AN_IMAGE = "I can only look at images: send a photo or an image file (JPEG, PNG, WebP or GIF)."
+FOREIGN_BUTTON = "That button belongs to another message; I can't take it from here."
 TEXT_HINT = "Send me a photo of a bear 🐻 — or /help to see what I can do."

@@ -5,6 +5,11 @@ Policy (issue 5): an admin's label is accepted at once; a non-admin's stays pend
 correcting the same image again updates their one row (unique image+user), so one user
 alone can never push a label into the training data. Accepted corrections waiting to be merged
 into the dataset are listed by :func:`storage.snapshot.corrections_waiting`.
+
+Issue 17: a photo the bot answered "I don't see a bear" becomes a bear example only with an admin.
+A non-admin's bear label for it (``admin_only``) stays pending however many users agree, until an
+admin approves it (or an admin labels it). Labelling any photo ``none`` (not a bear) follows the
+ordinary policy: such rows are negatives for the bear/not-bear decision, never a bear class.
 """
 
 from __future__ import annotations
@@ -64,10 +69,12 @@ def record_correction(
     prediction_id: int | None,
     is_admin: bool,
     required: int,
+    admin_only: bool = False,
 ) -> CorrectionOutcome:
     """Create or update ``user_id``'s label for ``image_id`` and apply the acceptance policy.
 
-    ``label`` must already be validated against the serving label set.
+    ``label`` must already be validated against the serving label set (or be ``NOT_BEAR``).
+    ``admin_only``: users agreeing do not accept it, only an admin does (see the module docstring).
     """
     row = session.scalar(select(Correction).where(Correction.image_id == image_id, Correction.user_id == user_id))
     created = row is None
@@ -87,7 +94,8 @@ def record_correction(
         row.status = CorrectionStatus.ACCEPTED
         row.reviewed_by = user_id
     session.flush()
-    _accept_agreed(session, image_id=image_id, label=label, required=required)
+    if not admin_only:
+        _accept_agreed(session, image_id=image_id, label=label, required=required)
     session.flush()
     return CorrectionOutcome(
         correction=row,

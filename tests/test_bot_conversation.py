@@ -18,7 +18,7 @@ def test_photo_gets_label_confidence_buttons_and_a_prediction_row(bot: RunningBo
     assert answer.text is not None and answer.text.startswith("🐻 grizzly · ")
     assert "black" in answer.text and "teddy" in answer.text and "%" in answer.text
     assert any(text.startswith("✅") and data.endswith(":grizzly") for text, data in answer.buttons)
-    assert {data.rsplit(":", 1)[1] for _, data in answer.buttons} == {"grizzly", "black", "teddy"}
+    assert {data.rsplit(":", 1)[1] for _, data in answer.buttons} == {"grizzly", "black", "teddy", "none"}
     row = eventually(lambda: bot.db(lambda s: s.scalar(select(Prediction).where(Prediction.reply_message_id.is_not(None)))))
     assert bot.db(lambda s: s.scalar(select(func.count(Prediction.id)))) == 1
     assert (row.label, row.chat_id, row.message_id, row.reply_message_id) == ("grizzly", ALICE["id"], msg["message_id"], answer.message_id)
@@ -60,7 +60,9 @@ def test_correct_as_reply_without_reply_bad_label_and_repeat(bot: RunningBot) ->
     bare = bot.send(ALICE, text="/correct teddy")
     assert "reply to my answer" in bot.reply(bare).text
     bad = bot.send(ALICE, text="/correct panda", reply_to=answer.message_id)
-    assert bot.reply(bad).text == "I don't know the label “panda”. Valid labels: grizzly, black, teddy."
+    assert bot.reply(bad).text == (
+        "I don't know the label “panda”. Valid labels: grizzly, black, teddy, none (not a bear; also notbear, not-a-bear)."
+    )
     stray = bot.send(ALICE, text="hello")
     unrelated = bot.send(ALICE, text="/correct teddy", reply_to=stray["message_id"])
     assert "no prediction for that message" in bot.reply(unrelated).text
