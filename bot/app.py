@@ -125,6 +125,7 @@ def make_services(
         storage,
         loader or default_loader(settings),
         bootstrap=bootstrap if bootstrap is not None else default_bootstrap(settings),
+        retry_seconds=10 * settings.model_poll_seconds,  # a failed hot swap is tried again after 10 polls, then 20…
     )
     return BotServices(
         settings=settings,

@@ -3,7 +3,11 @@
 A swap loads the new version in a worker thread (the loader verifies its sha256), warms it up
 with one prediction and only then replaces the reference. Handlers take the reference once per
 photo, so predictions in flight finish on the model they started with. A version that fails to
-load keeps the old model serving; it is reported once and not retried until it changes.
+load keeps the old model serving; it is reported once (and recorded on its row, for
+``bearbot models list``) and retried with a growing delay, since a file on a shared volume may
+only be late. At start, when the active version cannot be loaded and nothing serves yet, the
+holder falls back along its rollback chain (or to the built-in v0), makes that version active
+(compare-and-swap) and tells the admins.
 """
 
 from __future__ import annotations
@@ -66,14 +70,17 @@ class ModelHolder:
         *,
         bootstrap: Bootstrap | None = None,
         report: Reporter | None = None,
+        retry_seconds: float = 60.0,
     ) -> None:
         self._storage = storage
         self._loader = loader
         self._bootstrap = bootstrap
         self.report = report
+        self.retry_seconds = retry_seconds  # first retry of a failed load; doubles up to an hour
         self._current: Classifier | None = None
         self._version: ModelVersion | None = None
-        self._failed: set[tuple[int, str]] = set()  # (version id, sha256) already reported
+        # (version id, sha256) that failed → (failures so far, monotonic time of the next try)
+        self._failed: dict[tuple[int, str], tuple[int, float]] = {}
         self._lock = asyncio.Lock()
         self._poll_task: asyncio.Task[None] | None = None
 
@@ -97,12 +104,49 @@ class ModelHolder:
 
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        """Ensure a version exists and load the active one (raises when nothing can serve)."""
+        """Ensure a version exists and load the active one; if it cannot be loaded, serve the last
+        good one instead (raises only when nothing at all can serve)."""
         if self._bootstrap is not None:
             await asyncio.to_thread(self._in_session, self._bootstrap)
         result = await self.refresh()
+        if self._current is None and result.error not in (None, "no active model version"):
+            await self._fall_back(result.error or "unknown error")
         if self._current is None:
             raise ModelLoadError(result.error or "no active model version")
+
+    async def _fall_back(self, error: str) -> None:
+        """Serve the first loadable version of the broken active one's rollback chain (then v0)."""
+        broken = await asyncio.to_thread(self._in_session, model_versions.get_active)
+        if broken is None:
+            return
+        chain = await asyncio.to_thread(
+            self._in_session, lambda s: model_versions.fallback_chain(s, start_id=broken.id)
+        )
+        for candidate in chain:
+            try:
+                classifier = await asyncio.to_thread(self._load_and_warm, candidate)
+            except Exception as exc:  # noqa: BLE001 - try the next one down the chain
+                log.warning("fallback model v%s cannot be loaded either: %s", candidate.id, exc)
+                continue
+            reason = f"could not be loaded at start: {error}"
+            try:
+                active = await asyncio.to_thread(
+                    self._in_session,
+                    lambda s, c=candidate: model_versions.fall_back(s, broken_id=broken.id, reason=reason, target_id=c.id),
+                )
+            except model_versions.ActivationConflict:  # another replica fell back (or someone activated) first
+                await self.refresh()
+                if self._current is not None:
+                    return
+                active = candidate
+            self._current, self._version = classifier, active
+            message = (
+                f"Model v{broken.id} could not be loaded at start ({error}); serving v{active.id} instead, "
+                f"now the active version. Fix it and run `bearbot models activate {broken.id}` to go back."
+            )
+            log.error("%s", message)
+            await self._report(message)
+            return
 
     async def refresh(self) -> SwapResult:
         """Load and swap in the active version if it differs from the serving one."""
@@ -114,18 +158,29 @@ class ModelHolder:
             if active.id == previous:
                 return SwapResult(False, previous, previous)
             key = (active.id, active.sha256)
-            if key in self._failed:
-                return SwapResult(False, previous, previous, error="failed before")
+            failures, next_try = self._failed.get(key, (0, 0.0))
+            if failures and time.monotonic() < next_try:
+                return SwapResult(False, previous, previous, error="failed before; retried later")
             started = time.perf_counter()
             try:
                 # A thread of its own: loading must not take a slot from the predictions being served.
                 classifier = await asyncio.to_thread(self._load_and_warm, active)
             except Exception as exc:  # noqa: BLE001 - any load failure must leave the old model serving
-                self._failed.add(key)
-                message = f"Model v{active.id} could not be loaded ({exc}); still serving v{previous}."
-                log.error("%s", message, exc_info=not isinstance(exc, ModelLoadError))
-                await self._report(message)
+                delay = min(self.retry_seconds * 2**failures, 3600.0)
+                self._failed[key] = (failures + 1, time.monotonic() + delay)
+                if failures == 0 and previous is None:  # at start: start() falls back and tells
+                    log.error("model v%s could not be loaded: %s", active.id, exc)
+                elif failures == 0:  # told once; the retries are logged only
+                    message = f"Model v{active.id} could not be loaded ({exc}); still serving v{previous}."
+                    log.error("%s", message, exc_info=not isinstance(exc, ModelLoadError))
+                    await self._record(active.id, str(exc))
+                    await self._report(message)
+                else:
+                    log.warning("model v%s still cannot be loaded (try %d): %s", active.id, failures + 1, exc)
                 return SwapResult(False, previous, previous, error=str(exc))
+            if key in self._failed or active.load_error:
+                self._failed.pop(key, None)
+                await self._record(active.id, None)
             load_s = time.perf_counter() - started
             swap_started = time.perf_counter()
             self._current, self._version = classifier, active  # the swap: one reference each
@@ -165,6 +220,15 @@ class ModelHolder:
         if answer.model_version not in (None, version.id):
             raise ModelLoadError(f"loaded model reports version {answer.model_version}, expected {version.id}")
         return classifier
+
+    async def _record(self, version_id: int, error: str | None) -> None:
+        """Note on the version's row whether it loads (best effort: serving matters more)."""
+        try:
+            await asyncio.to_thread(
+                self._in_session, lambda s: model_versions.record_load(s, version_id=version_id, error=error)
+            )
+        except Exception:  # noqa: BLE001
+            log.warning("could not record the load outcome of model v%s", version_id, exc_info=True)
 
     async def _report(self, message: str) -> None:
         if self.report is None:

@@ -30,6 +30,8 @@ def list_cmd() -> None:
             artifact = v.artifact_path or "(built-in zero-shot)"
             created = v.created_at.strftime("%Y-%m-%d %H:%M")
             typer.echo(f"{mark} v{v.id:<3} {v.arch:<20} {_fmt_metrics(v.metrics):<22} {created}  {artifact}")
+            if v.load_error:  # a bot could not load it (and fell back), or its file was cleaned up
+                typer.echo(f"         ! cannot be loaded: {v.load_error.splitlines()[0][:200]}")
     store.close()
 
 
