@@ -9,7 +9,12 @@ serving size with the serving crop, and compares scores of them:
 * ``ratio``: log of that mass over the strongest non-bear class;
 * ``max-logit``: the largest bear-class logit, through a sigmoid (what the bot uses,
   ``bearbot.model_def.bear_score``; thresholds are printed on that 0..1 scale);
-* ``energy``: log-sum-exp of the bear-class logits (an unnormalised bear energy).
+* ``energy``: log-sum-exp of the bear-class logits (an unnormalised bear energy);
+* ``learned``: a small second head on the frozen pooled features (logistic regression, bears of
+  ``--tune`` against the pets, as users' "not a bear" reports would train it). Its tune-folder and
+  pet scores are cross-fitted (5 folds: each photo scored by a head that did not see it), so its
+  threshold is tuned on unseen photos like the others'; the check folder is scored by a head fit
+  on all of them.
 
 For each score, the operating point is tuned on ``--tune`` plus ``--pets``: the most lenient
 threshold that lets at most ``--max-pets`` (1 %) of the pets through, placed halfway (for ``mass`` in
@@ -102,33 +107,63 @@ class Folder:
     """One folder's photos: ImageNet logits and whether each counts as a real bear."""
 
     name: str
+    features: torch.Tensor  # the body's pooled features
     logits: torch.Tensor
     real: np.ndarray  # bool per photo: counted in the "real" columns
+    learned: np.ndarray | None = None  # the learned head's scores (see :func:`learn_head`)
 
     def score(self, rule: str) -> np.ndarray:
+        if rule == "learned":
+            assert self.learned is not None
+            return self.learned
         return SCORES[rule](self.logits).numpy()
 
 
-def imagenet_logits(root: Path, *, batch_size: int = 32) -> tuple[list[str], torch.Tensor]:
-    """The frozen ImageNet head's logits for every image under ``root``, as the bot computes them."""
+def features_and_logits(root: Path, *, batch_size: int = 32) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Pooled features and the frozen ImageNet head's logits for every image under ``root``, as the bot computes them."""
     model = build_v0(Settings().labels)
     paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     names: list[str] = []
-    out: list[torch.Tensor] = []
+    feats: list[torch.Tensor] = []
     for kept, images, unreadable in decoded_batches(paths, batch_size):
         for path in unreadable:
             print(f"  skipped unreadable {path}")
         batch = to_batch([center_crop_resize(img, model.image_size) for img in images], model.mean, model.std)
         with torch.inference_mode():
-            out.append(model.imagenet_head(model.body(batch)))
+            feats.append(model.body(batch))
         names += [paths[i].relative_to(root).as_posix() for i in kept]
-    return names, torch.cat(out)
+    features = torch.cat(feats)
+    with torch.inference_mode():
+        return names, features, model.imagenet_head(features)
 
 
 def load_folder(root: Path) -> Folder:
-    names, logits = imagenet_logits(root)
+    names, features, logits = features_and_logits(root)
     real = np.array([(root.name, n) not in NOT_A_BEAR_PHOTO for n in names])
-    return Folder(root.name, logits, real)
+    return Folder(root.name, features, logits, real)
+
+
+def learn_head(tuned_on: Folder, pets: Folder, checked_on: Folder, *, folds: int = 5, seed: int = 0) -> None:
+    """Fill ``learned`` scores: cross-fitted for ``tuned_on`` and ``pets``, a full fit for ``checked_on``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def head() -> object:
+        return make_pipeline(StandardScaler(), LogisticRegression(C=0.01, class_weight="balanced", max_iter=2000))
+
+    bears = np.flatnonzero(tuned_on.real)
+    x = np.concatenate([tuned_on.features.numpy()[bears], pets.features.numpy()])
+    y = np.r_[np.ones(len(bears)), np.zeros(len(pets.features))]
+    oof = np.zeros(len(y))
+    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        oof[held] = head().fit(x[fit], y[fit]).decision_function(x[held])
+    full = head().fit(x, y)
+    tuned_on.learned = full.decision_function(tuned_on.features.numpy())  # the unreal ones: never trained on
+    tuned_on.learned[bears] = oof[: len(bears)]
+    pets.learned = oof[len(bears):]
+    checked_on.learned = full.decision_function(checked_on.features.numpy())
 
 
 def tune(rule: str, bears: np.ndarray, pets: np.ndarray, max_pets: int) -> float:
@@ -193,7 +228,7 @@ def plot(path: Path, folders: list[Folder], pets: Folder, old: float, new: float
     _rates_panel(left, "mass", np.logspace(-3.5, -0.5, 400), folders, pets, ("old", old))
     left.set_xscale("log")
     _rates_panel(mid, "max-logit", np.linspace(0.5, 1.0, 400), folders, pets, ("new", new))
-    for rule in SCORES:
+    for rule in (*SCORES, "learned"):
         ps = pets.score(rule)
         for f, style in zip(folders, ("-", "--"), strict=False):
             s = f.score(rule)[f.real]
@@ -227,7 +262,8 @@ def main() -> None:
     allowed = math.floor(args.max_pets * len(pets.logits))
     new = Settings().bear_threshold
     rows = [("old (mass ≥ 0.005)", "mass", OLD_THRESHOLD), (f"new (max-logit ≥ {new:g})", "max-logit", new)]
-    for rule in SCORES:
+    learn_head(tuned_on, pets, checked_on)
+    for rule in (*SCORES, "learned"):
         thr = tune(rule, tuned_on.score(rule)[tuned_on.real], pets.score(rule), allowed)
         rows.append((f"{rule} tuned", rule, thr))
     print(f"tuned on {args.tune} + {args.pets} (at most {allowed} of {len(pets.logits)} pets), checked on {args.check}")
