@@ -24,7 +24,7 @@ def list_cmd() -> None:
     with store.session() as session:
         versions = model_versions.list_versions(session)
         if not versions:
-            typer.echo("no model versions yet (the zero-shot v0 is recorded on first use)")
+            typer.echo("no model versions yet (the built-in zero-shot model is recorded as v1 on first use)")
         for v in versions:
             mark = "*" if v.is_active else " "
             artifact = v.artifact_path or "(built-in zero-shot)"
