@@ -6,10 +6,15 @@ import logging
 import re
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from bearbot.cli.common import fail, settings_or_exit
+from bearbot.settings import Settings
+
+if TYPE_CHECKING:
+    from trainer.ingest import IngestReport
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -73,10 +78,14 @@ def import_cmd(
     folder: Path = typer.Argument(..., exists=True, file_okay=False, help="A folder with one sub-folder per label."),
 ) -> None:
     """Import FOLDER/<label>/* images: verified, deduplicated, split deterministically."""
+    import_or_exit(settings_or_exit(), folder)
+
+
+def import_or_exit(settings: Settings, folder: Path) -> IngestReport:
+    """Import ``folder``, print one line per skipped file and the summary; a bad folder exits 2."""
     from storage.store import open_storage
     from trainer.dataset_import import import_folder
 
-    settings = settings_or_exit()
     storage = open_storage(settings)
     try:
         report = import_folder(storage, folder)
@@ -87,6 +96,7 @@ def import_cmd(
     for path, reason in report.failures:
         typer.echo(f"skipped {path}: {reason}", err=True)
     typer.echo(f"dataset import: {report.summary()}")
+    return report
 
 
 @app.command("stats")
