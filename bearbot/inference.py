@@ -13,13 +13,13 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from PIL import Image
 from torch import nn
 
-from bearbot.artifact import ArtifactError, load_learner_verified, resolve
+from bearbot.artifact import ARTIFACT_SUFFIX, ArtifactError, load_learner_verified, read_weights, resolve
 from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image
 from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, build_zero_shot
 from bearbot.prediction import Prediction
@@ -145,6 +145,36 @@ def build_v0(
     return build_zero_shot(backbone, labels, image_size=image_size)
 
 
+def weights_of(model: BearNet) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """What a weights artifact holds: every tensor, and the facts needed to rebuild the network."""
+    facts = {
+        "arch": model.arch, "labels": list(model.labels), "image_size": model.image_size,
+        "mean": list(model.mean), "std": list(model.std), "bear_classes": list(model.bear_classes),
+    }
+    return dict(model.state_dict()), facts
+
+
+def model_from_weights_file(path: Path, sha256: str) -> BearNet:
+    """Verify, then rebuild a :class:`BearNet` from a weights artifact: the architecture is made
+    untrained (no download) and every tensor comes from the file, checked name by name and shape by shape."""
+    import timm
+
+    tensors, facts = read_weights(path, sha256)
+    try:
+        net = timm.create_model(facts["arch"], pretrained=False)
+        imagenet_head = net.get_classifier()
+        net.reset_classifier(0)
+        model = BearNet(
+            net, nn.Linear(imagenet_head.in_features, len(facts["labels"])), imagenet_head,
+            labels=facts["labels"], arch=facts["arch"], image_size=facts["image_size"], mean=facts["mean"],
+            std=facts["std"], bear_classes=facts["bear_classes"],
+        )
+        model.load_state_dict(tensors, strict=True)
+    except Exception as exc:  # noqa: BLE001 - unknown arch, missing or misshapen tensors: same answer
+        raise ArtifactError(f"model artifact {path} does not fit its architecture: {exc}") from exc
+    return model.eval()
+
+
 def model_from_learner_file(path: Path, sha256: str) -> BearNet:
     """Verify then unpickle an exported learner; return its :class:`BearNet` in eval mode on the CPU."""
     learn = load_learner_verified(path, sha256)
@@ -172,15 +202,17 @@ def load_classifier(
 ) -> TorchClassifier:
     """Load one model version (the fields of a ``model_versions`` row) as a ready classifier.
 
-    ``artifact_path`` None means the built-in zero-shot v0; otherwise the exported learner is read,
-    its sha256 checked against ``sha256`` BEFORE unpickling, and its labels checked against ``labels``.
+    ``artifact_path`` None means the built-in zero-shot v0; otherwise the artifact is read, its
+    sha256 checked against ``sha256`` BEFORE anything is parsed, and its labels checked against ``labels``.
     """
     if artifact_path is None:
         model = build_v0(labels, arch=arch, expected_sha256=sha256)
-    else:
+    elif str(artifact_path).endswith(ARTIFACT_SUFFIX):
+        model = model_from_weights_file(resolve(artifact_path, models_dir), sha256)
+    else:  # a version published as a learner pickle, before weights files
         model = model_from_learner_file(resolve(artifact_path, models_dir), sha256)
-        if tuple(labels) != model.labels:
-            raise ArtifactError(f"model version {version_id}: recorded labels {tuple(labels)} differ from the artifact's {model.labels}")
+    if artifact_path is not None and tuple(labels) != model.labels:
+        raise ArtifactError(f"model version {version_id}: recorded labels {tuple(labels)} differ from the artifact's {model.labels}")
     return TorchClassifier(
         model, version_id=version_id, bear_threshold=bear_threshold, max_pixels=max_pixels, device=device,
         optimize=optimize,

@@ -132,3 +132,51 @@ def test_old_model_files_are_cleaned_but_the_rollback_chain_is_kept(tmp_path: Pa
         assert gone.load_error and "removed" in gone.load_error
         assert model_versions.rollback(s).id == 7  # the rollback still has its file
     store.close()
+
+
+# --- the serving artifact runs no code ------------------------------------------------------------
+
+
+class _Evil:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {os.environ['BEARBOT_TEST_MARKER']}",))
+
+
+def test_a_planted_pickle_is_never_executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone who can write the data dir and the database still cannot make the bot run code."""
+    import pickle
+
+    from bearbot.artifact import ArtifactError
+    from bearbot.inference import load_classifier
+
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("BEARBOT_TEST_MARKER", str(marker))
+    evil = tmp_path / "model-evil.safetensors"
+    evil.write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(ArtifactError, match="not a bearbot weights file"):
+        load_classifier(
+            artifact_path=evil, sha256=hashlib.sha256(evil.read_bytes()).hexdigest(), arch="efficientnet_lite0",
+            labels=("grizzly", "black", "teddy"), version_id=9,
+        )
+    assert not marker.exists()
+
+
+def test_weights_round_trip_to_the_same_answers(tmp_path: Path) -> None:
+    from bearbot.artifact import learner_companion, publish, write_weights
+    from bearbot.inference import TorchClassifier, build_v0, load_classifier, weights_of
+
+    labels = ("grizzly", "black", "teddy")
+    model = build_v0(labels)
+    export = tmp_path / "export" / "model.safetensors"
+    write_weights(*weights_of(model), export)
+    learner_companion(export).write_bytes(b"a learner export")  # travels along when published
+    path, sha = publish(export, tmp_path / "models")
+    assert path.name.endswith(".safetensors") and learner_companion(path).read_bytes() == b"a learner export"
+    loaded = load_classifier(
+        artifact_path=path.name, sha256=sha, arch="efficientnet_lite0", labels=labels, version_id=3,
+        models_dir=tmp_path / "models", optimize=False,
+    )
+    original = TorchClassifier(model, version_id=3)
+    for label in labels:
+        data = bear(label)
+        assert loaded.predict(data).probabilities == pytest.approx(original.predict(data).probabilities, abs=1e-6)

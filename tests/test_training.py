@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bearbot.artifact import ArtifactError, load_learner_verified, publish
+from bearbot.artifact import ArtifactError, learner_companion, publish
 from bearbot.imaging import open_image
 from bearbot.inference import load_classifier
 from bearbot.settings import load_settings
@@ -71,7 +71,9 @@ def test_tampered_or_mislabelled_artifact_is_refused(trained: TrainResult, tmp_p
 
 
 def test_lean_path_equals_learn_predict(trained: TrainResult) -> None:
-    learn = load_learner_verified(trained.artifact_path, trained.sha256)
+    from fastai.learner import load_learner
+
+    learn = load_learner(learner_companion(trained.artifact_path), cpu=True)  # the export kept beside the weights
     lean = load_classifier(
         artifact_path=trained.artifact_path, sha256=trained.sha256, arch="efficientnet_lite0", labels=LABELS,
         version_id=None,

@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bearbot.artifact import resolve
+from bearbot.artifact import learner_companion, resolve
 from storage import model_versions
 from storage.models import TrainingRun
 from storage.runs import FINISHED
@@ -57,10 +57,12 @@ def clean_up(storage: Storage, *, now: float | None = None) -> list[Path]:
             if version.artifact_path is None:
                 continue
             path = resolve(version.artifact_path, models_dir)
-            named.add(path)
+            named.update((path, learner_companion(path)))
             if version.id not in kept and path.is_file():
-                path.unlink()
-                removed.append(path)
+                for gone in (path, learner_companion(path)):
+                    if gone.is_file():
+                        gone.unlink()
+                        removed.append(gone)
                 model_versions.record_load(
                     session, version_id=version.id,
                     error=f"model file removed (only the newest {settings.keep_model_versions} versions and the "

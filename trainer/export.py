@@ -1,4 +1,8 @@
-"""Export a trained learner to a file: fastai's ``learn.export`` into a temp name, then a rename."""
+"""Export a trained learner: its weights as the serving artifact, the fastai learner beside them.
+
+The bot loads only the weights file (tensors plus JSON facts, no code); ``learn.export``'s pickle
+is written next to it (``x.learner.pkl``) for people who want fastai's ``load_learner``.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,32 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bearbot.artifact import sha256_file
+from bearbot.artifact import ARTIFACT_SUFFIX, learner_companion, sha256_file, write_weights
 
 if TYPE_CHECKING:
     from fastai.learner import Learner
 
 
 def export_learner(learn: Learner, dest: Path) -> tuple[Path, str]:
-    """Write ``learn`` (weights, transforms, vocab; no data) to ``dest`` atomically; return (path, sha256).
+    """Write ``learn``'s model as a weights artifact at ``dest`` (``.safetensors``; another suffix is
+    replaced) and its learner export beside it, atomically; return (weights path, sha256).
 
-    Only fastai / bearbot objects may be inside (no trainer callbacks), so the bot can unpickle it.
+    Only fastai / bearbot objects may be inside the learner (no trainer callbacks), so it unpickles
+    anywhere bearbot is installed.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".export-", suffix=".tmp")
+    from bearbot.inference import weights_of
+
+    weights = dest if dest.name.endswith(ARTIFACT_SUFFIX) else dest.with_suffix(ARTIFACT_SUFFIX)
+    tensors, facts = weights_of(learn.model)
+    write_weights(tensors, facts, weights)
+    companion = learner_companion(weights)
+    fd, tmp_name = tempfile.mkstemp(dir=weights.parent, prefix=".export-", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         learn.export(tmp)
-        os.replace(tmp, dest)
+        os.replace(tmp, companion)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return dest, sha256_file(dest)
+    return weights, sha256_file(weights)
