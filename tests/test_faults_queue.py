@@ -253,3 +253,40 @@ def _wait(check: Callable[[], Any], *, timeout: float) -> Any:
             return value
         time.sleep(0.1)
     pytest.fail("timed out")
+
+
+@pytest.mark.slow
+def test_two_worker_processes_on_postgres_execute_the_run_once(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    """Two `bearbot worker --once` processes start together against one PostgreSQL server."""
+    import subprocess
+    import sys
+
+    from storage.db import downgrade, upgrade
+
+    upgrade(pg_url)
+    downgrade(pg_url, "base")  # a clean schema on the shared server
+    settings = load_settings(data_dir=tmp_path / "var", database_url=pg_url)
+    storage = open_storage(settings)
+    try:
+        with storage.session() as s:
+            run, _ = runs.queue_run(s, trigger=Trigger.ADMIN)
+        env = {**os.environ, "BEARBOT_DATA_DIR": str(tmp_path / "var"), "BEARBOT_DATABASE_URL": pg_url}
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "bearbot", "worker", "--once"], env=env, text=True,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            )
+            for _ in range(2)
+        ]
+        outputs = [w.communicate(timeout=300)[0] for w in workers]
+        assert [w.returncode for w in workers] == [0, 0], outputs
+        executed = sorted(int(o.rsplit("executed ", 1)[1].split()[0]) for o in outputs)
+        assert executed == [0, 1], outputs
+        with storage.session() as s:
+            done = runs.get_run(s, run_id=run.id)
+            assert done.status in runs.FINISHED and _count_active(storage) == 0
+            assert int(done.worker.split(":")[1]) in {w.pid for w in workers}
+            assert s.scalar(select(func.count()).select_from(TrainingRun)) == 1
+    finally:
+        storage.close()
+
