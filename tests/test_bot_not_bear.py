@@ -8,7 +8,7 @@ from bearbot.labels import NOT_BEAR
 from bot.replies import FOREIGN_BUTTON
 from storage.models import Correction, CorrectionStatus, Prediction
 from tests.bot_harness import bot, loader  # noqa: F401 - pytest fixtures
-from tests.bot_harness import ADMIN, ALICE, BOB, GROUP, RunningBot, bear, eventually, not_bear
+from tests.bot_harness import ADMIN, ALICE, BOB, FIXTURES, GROUP, RunningBot, bear, eventually, not_bear
 
 
 def _data(sent: object, label: str) -> str:
@@ -32,7 +32,7 @@ def test_a_pet_is_refused_kindly_and_confirming_stores_none(bot: RunningBot) -> 
 
 def test_not_a_bear_button_under_a_bear_answer(bot: RunningBot) -> None:
     # The one cat in 160 the threshold still calls a bear: users can say so with one tap.
-    answer = bot.reply(bot.send(ALICE, chat=GROUP, photo=not_bear("cat_called_bear")))
+    answer = bot.reply(bot.send(ALICE, chat=GROUP, photo=(FIXTURES / "pet_called_bear" / "cat.jpg").read_bytes()))
     assert answer.text.startswith("🐻 ")
     assert ("🚫 not a bear", _data(answer, NOT_BEAR)) in answer.buttons
     for user in (ALICE, BOB):
