@@ -71,7 +71,10 @@ class Settings(BaseSettings):
     train_batch_size: int | None = Field(None, ge=1, validation_alias=_env("BEARBOT_TRAIN_BATCH_SIZE"))
     image_size: int = Field(288, ge=32, validation_alias=_env("BEARBOT_IMAGE_SIZE"))
     golden_fraction: float = Field(0.2, gt=0.0, lt=1.0, validation_alias=_env("BEARBOT_GOLDEN_FRACTION"))
-    promote_tolerance: float = Field(0.0, ge=0.0, le=1.0, validation_alias=_env("BEARBOT_PROMOTE_TOLERANCE"))
+    # The retrain gate (trainer/gate.py): promote only when fixes outnumber breaks at this one-sided
+    # sign-test level, judged on golden photos and on users' reviewed photos cross-fitted in this many folds.
+    gate_alpha: float = Field(0.05, gt=0.0, le=1.0, validation_alias=_env("BEARBOT_GATE_ALPHA"))
+    gate_folds: int = Field(5, ge=2, le=20, validation_alias=_env("BEARBOT_GATE_FOLDS"))
 
     # --- Learning loop ----------------------------------------------------------------------
     retrain_interval_hours: float = Field(24.0, ge=0.0, validation_alias=_env("BEARBOT_RETRAIN_INTERVAL_HOURS"))
@@ -163,6 +166,11 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def features_dir(self) -> Path:
+        """Cached body features of dataset photos (trainer/features.py); safe to delete."""
+        return self.data_dir / "features"
 
     @property
     def runs_dir(self) -> Path:

@@ -1,29 +1,31 @@
-"""Learning from users, measured: does one retrain on users' corrections lower unseen-photo error?
+"""Learning from users, measured: does a retrain on users' corrections lower unseen-photo error?
 
-For each seed, the photos of ``--data`` (one sub-folder per label) are split, per label, into
-a *base* part (imported as the bot's dataset, with its fixed golden split), a *stream* (photos
-users send) and a *test* part nobody ever corrects. Then, through the real code paths:
+Two setups, both through the real code (the image store, prediction and correction rows, the
+acceptance policy, and ``trainer.runner.run_now`` — the run ``/retrain`` starts, gate included):
 
-1. test error of the serving model (v0 zero-shot on a fresh install);
-2. every stream photo is stored, predicted and recorded as a prediction row, exactly as the bot
-   does; each wrong answer gets a correction from the sender and one agreeing user (the
-   acceptance policy's default of two), or only a fraction of them (``partial``), and in the
-   ``adversarial`` variant one user also "corrects" right answers to a wrong label;
-3. one training run through ``trainer.runner.run_now`` — the code ``/retrain`` runs, gate included;
-4. test error of whatever model serves after the gate.
+* ``--base DIR --stream DIR``: the bot's dataset is imported from one folder; users send photos
+  from another, independent scrape, and the unseen test photos come from that one too. This is
+  the setup that carries over to real traffic.
+* ``--data DIR``: one folder split per label into base / stream / test (the old benchmark).
 
-With ``--cycles K`` the stream arrives in K interleaved parts, each sent to the model serving at
-that moment and followed by one retrain, and test error is printed after every cycle: does the bot
-keep getting better while it runs, and does any cycle make it worse?
+Near-duplicates (difference hash within 10 bits: crops and re-encodes of one photo) are never on
+two sides: a stream or test photo near a base photo is dropped, and near-duplicate groups inside
+the stream folder go to stream or test whole.
 
-Prints test errors before/after as counts (k/n: one photo moves the rate by more than a percent)
-per seed and variant, the totals pooled over seeds, whether any seed got worse, and each run's
-duration. The default split is 35 % base / 40 % stream / 25 % test: on ../shared/data/bears the
-zero-shot model errs on 1–2 % of photos, so a smaller stream yields almost no corrections
-(seed 0 yields none at all) and the benchmark would measure only the retrain on the base part.
+Users: every wrong answer in the stream is corrected by an admin (``--fix`` of them), and a share of
+the right answers (``--confirm``) is confirmed with ✅ by the sender. Then one retrain; with
+``--cycles K`` the stream arrives in K parts, each answered by the model serving then, with a
+retrain after each.
 
-    python bench/learning_curve.py --data ../shared/data/bears --seeds 0 1 2
-    python bench/learning_curve.py --seeds 0 1 2 3 4 5 6 --variants all --cycles 3
+Printed per seed: unseen test errors before → after, the paired *fixes* (serving wrong, new model
+right) and *breaks* (the reverse) on the test photos, and the gate's verdict. Totals: pooled errors,
+fixes and breaks, per-class errors, and how often the gate promoted a model that was worse on the
+unseen photos. Answers on test photos are read off cached body features (the serving model's own
+``forward_all`` on them, equal to the bytes path to 1e-6), so seeds cost seconds.
+
+    python bench/learning_curve.py --base ../shared/data/bears --stream ../shared/data/bears-2019 --seeds 0-19
+    python bench/learning_curve.py --base ../shared/data/bears-2019 --stream ../shared/data/bears --seeds 0-19
+    python bench/learning_curve.py --data ../shared/data/bears --seeds 0-6
 """
 
 from __future__ import annotations
@@ -35,75 +37,97 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
-from itertools import pairwise
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bearbot.imaging import ImageError, inspect_image  # noqa: E402
-from bearbot.settings import Settings, load_settings  # noqa: E402
-from storage import corrections, predictions, users  # noqa: E402
-from storage.dataset import ItemSource, PhashIndex  # noqa: E402
-from storage.models import Origin, RunStatus  # noqa: E402
-from storage.store import Storage, open_storage  # noqa: E402
+from bearbot.imaging import ImageError, inspect_image
+from bearbot.settings import Settings, load_settings
+from storage import corrections, predictions, users
+from storage.dataset import ItemSource, PhashIndex
+from storage.models import Origin, RunStatus
+from storage.store import Storage, open_storage
+from trainer.data import IMAGE_SUFFIXES
 
-EXTS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
+NEAR = 10  # difference-hash bits: storage.dataset.SAME_SIDE_DISTANCE
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @dataclass(frozen=True)
 class Photo:
     path: Path
     label: str
+    phash: int
+    sha256: str
 
 
 @dataclass
 class Result:
     seed: int
-    variant: str
-    before: int  # test errors of the model serving before the first cycle
+    before: int  # unseen test errors of the model serving before the first cycle
     afters: list[int]  # ... and after each cycle (the gate may have kept the old model)
+    fixes: int  # test photos wrong before and right after the last cycle
+    breaks: int  # right before, wrong after
     n_test: int
     corrected: int
-    wrong_in_stream: int
+    confirmed: int
     statuses: list[str]
     seconds: list[float]
+    class_before: Counter[str] = field(default_factory=Counter)
+    class_after: Counter[str] = field(default_factory=Counter)
+    worse_promoted: int = 0  # cycles whose promoted model made more test errors than the one it replaced
+    gates: list[str] = field(default_factory=list)  # the gate's fixes/breaks and p per cycle
 
     @property
     def after(self) -> int:
         return self.afters[-1]
 
-    @property
-    def never_worse(self) -> bool:
-        """No cycle raised unseen-photo errors above those of the model it replaced."""
-        return all(b <= a for a, b in pairwise([self.before, *self.afters]))
-
 
 def load_photos(root: Path) -> list[Photo]:
-    return [
-        Photo(p, d.name)
-        for d in sorted(root.iterdir()) if d.is_dir()
-        for p in sorted(d.iterdir()) if p.suffix.lower() in EXTS
-    ]
+    """Every photo under ``root/<label>/`` with its difference hash and sha256."""
+    photos = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                info = inspect_image(path.read_bytes())
+            except ImageError:
+                continue
+            photos.append(Photo(path, folder.name, int(info.phash, 16), info.sha256))
+    return photos
 
 
-def split(photos: list[Photo], seed: int, base: float, stream: float) -> tuple[list[Photo], list[Photo], list[Photo]]:
-    """Per-label random split into base / stream / test."""
-    rng = random.Random(seed)
-    parts: tuple[list[Photo], list[Photo], list[Photo]] = ([], [], [])
+def near(a: Photo, others: list[Photo]) -> bool:
+    return any((a.phash ^ o.phash).bit_count() <= NEAR for o in others)
+
+
+def groups_of(photos: list[Photo]) -> list[list[Photo]]:
+    """Near-duplicate groups (single linkage within NEAR bits)."""
+    groups: list[list[Photo]] = []
+    for photo in photos:
+        joined = [g for g in groups if near(photo, g)]
+        merged = [photo] + [p for g in joined for p in g]
+        groups = [g for g in groups if g not in joined] + [merged]
+    return groups
+
+
+def split_groups(photos: list[Photo], rng: random.Random, shares: list[float]) -> list[list[Photo]]:
+    """Per label, near-duplicate groups shuffled and dealt into parts of the given shares."""
+    parts: list[list[Photo]] = [[] for _ in shares]
     for label in sorted({p.label for p in photos}):
-        group = [p for p in photos if p.label == label]
-        rng.shuffle(group)
-        a, b = round(len(group) * base), round(len(group) * (base + stream))
-        parts[0].extend(group[:a])
-        parts[1].extend(group[a:b])
-        parts[2].extend(group[b:])
+        groups = groups_of([p for p in photos if p.label == label])
+        rng.shuffle(groups)
+        total = sum(len(g) for g in groups)
+        bounds = [sum(shares[: i + 1]) * total for i in range(len(shares))]
+        taken = 0
+        for g in groups:
+            part = next(i for i, b in enumerate(bounds) if taken < b or i == len(bounds) - 1)
+            parts[part].extend(g)
+            taken += len(g)
     return parts
-
-
-def errors(classifier, photos: list[Photo]) -> int:  # noqa: ANN001
-    """Wrong answers on ``photos``, through the bot's own predict-from-bytes path."""
-    return sum(classifier.predict(p.path.read_bytes()).label != p.label for p in photos)
 
 
 def import_base(store: Storage, settings: Settings, photos: list[Photo]) -> None:
@@ -113,138 +137,200 @@ def import_base(store: Storage, settings: Settings, photos: list[Photo]) -> None
         index = PhashIndex.load(s)
         for p in photos:
             data = p.path.read_bytes()
-            try:
-                info = inspect_image(data, max_pixels=settings.max_image_pixels)
-            except ImageError:
-                continue
+            info = inspect_image(data, max_pixels=settings.max_image_pixels)
             ingest_image(
                 s, images=store.images, index=index, data=data, info=info, label=p.label,
                 source=ItemSource.IMPORT, source_url=None, golden_fraction=settings.golden_fraction,
             )
 
 
+class Answers:
+    """The serving model's answers on photos, from cached body features (``forward_all`` on them)."""
+
+    def __init__(self, store: Storage, settings: Settings, photos: list[Photo]) -> None:
+        from bearbot.backbone import load_backbone
+        from bearbot.model_def import build_zero_shot
+        from trainer.features import FeatureCache, feature_table
+
+        zero_shot = build_zero_shot(load_backbone(settings.arch), settings.labels, image_size=settings.image_size)
+        self.table = feature_table(
+            zero_shot, photos, cache=FeatureCache(settings.features_dir, zero_shot), device="cpu",
+            batch_size=32, max_pixels=settings.max_image_pixels,
+        )
+        self.store, self.settings = store, settings
+
+    def of(self, photos: list[Photo]):
+        from trainer.features import readout
+        from trainer.pipeline import answers, load_serving
+
+        serving = load_serving(self.store, self.settings)
+        logits, score = readout(serving.model)(self.table.plain[self.table.rows([p.sha256 for p in photos])])
+        return answers(logits, score, serving.labels, threshold=self.settings.bear_threshold, version_id=serving.version_id)
+
+
 def send_stream(
-    store: Storage, settings: Settings, classifier, photos: list[Photo], *, fraction: float,  # noqa: ANN001
-    adversarial: int, rng: random.Random, first_message: int = 1,
+    store: Storage, settings: Settings, photos: list[Photo], answers: list, *, rng: random.Random,
+    fix: float, confirm: float, first_message: int,
 ) -> tuple[int, int]:
-    """Users send the stream; wrong answers get corrected (two users agree). Returns (wrong, corrected)."""
-    wrong = corrected = attacked = 0
-    labels = settings.labels
+    """Users send ``photos``; an admin corrects wrong answers, senders confirm right ones. (corrected, confirmed)."""
+    corrected = confirmed = 0
     with store.session() as s:
         sender = users.upsert_user(s, telegram_id=1001, display_name="sender", is_admin=False)
-        friend = users.upsert_user(s, telegram_id=1002, display_name="friend", is_admin=False)
-        troll = users.upsert_user(s, telegram_id=6666, display_name="troll", is_admin=False)
-        for i, p in enumerate(photos):
-            data = p.path.read_bytes()
-            image, _ = store.images.put(s, data=data, origin=Origin.UPLOAD)
-            answer = classifier.predict(data)
+        admin = users.upsert_user(s, telegram_id=1, display_name="admin", is_admin=True)
+        for i, (p, answer) in enumerate(zip(photos, answers, strict=True)):
+            image, _ = store.images.put(s, data=p.path.read_bytes(), origin=Origin.UPLOAD)
             pred = predictions.record_prediction(
                 s, image_id=image.id, user_id=sender.id, chat_id=1001, message_id=first_message + i, answer=answer
             )
-            if answer.label != p.label:
-                wrong += 1
-                if rng.random() < fraction:
-                    corrected += 1
-                    for who in (sender, friend):
-                        corrections.record_correction(
-                            s, image_id=image.id, user_id=who.id, label=p.label, prediction_id=pred.id,
-                            is_admin=False, required=settings.corrections_to_accept,
-                        )
-            elif attacked < adversarial:
-                attacked += 1
-                bad = next(lbl for lbl in labels if lbl != p.label)
+            if answer.label != p.label and rng.random() < fix:
+                corrected += 1
                 corrections.record_correction(
-                    s, image_id=image.id, user_id=troll.id, label=bad, prediction_id=pred.id,
+                    s, image_id=image.id, user_id=admin.id, label=p.label, prediction_id=pred.id,
+                    is_admin=True, required=settings.corrections_to_accept,
+                )
+            elif answer.label == p.label and answer.is_bear and rng.random() < confirm:
+                confirmed += 1
+                corrections.record_correction(
+                    s, image_id=image.id, user_id=sender.id, label=p.label, prediction_id=pred.id,
                     is_admin=False, required=settings.corrections_to_accept,
                 )
-    return wrong, corrected
+    return corrected, confirmed
 
 
-def one_seed(data: Path, seed: int, variant: str, args: argparse.Namespace) -> Result:
-    """Import the base part, then ``args.cycles`` times: users send their share of the stream, one retrain."""
-    from trainer.runner import load_serving, run_now
+def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
+    """Import the base, then ``args.cycles`` times: users send their share of the stream, one retrain."""
+    from trainer.runner import run_now
 
-    photos = load_photos(data)
-    base, stream, test = split(photos, seed, args.base, args.stream)
-    labels = ",".join(sorted({p.label for p in photos}))
     rng = random.Random(seed)
-    fraction = args.partial if variant == "partial" else 1.0
-    adversarial = args.adversarial if variant == "adversarial" else 0
-    afters, statuses, seconds = [], [], []
-    wrong = corrected = 0
+    if args.data is not None:
+        base, stream, test = split_groups(PHOTOS["data"], rng, [args.base_share, args.stream_share, 1.0])
+    else:
+        base = PHOTOS["base"]
+        pool = [p for p in PHOTOS["stream"] if not near(p, base)]  # nothing on both sides
+        stream, test = split_groups(pool, rng, [args.stream_share, 1.0])
+    labels = ",".join(sorted({p.label for p in base}))
     with tempfile.TemporaryDirectory(prefix="bearbot-lc-") as tmp:
-        settings = load_settings(data_dir=Path(tmp), labels=labels)
+        settings = load_settings(data_dir=Path(tmp), labels=labels, **OVERRIDES)
+        Path(tmp, "features").symlink_to(cache, target_is_directory=True)  # one feature cache for every seed
         store = open_storage(settings)
         import_base(store, settings, base)
-        model = load_serving(store, settings)
-        before = errors(model, test)
+        answers = Answers(store, settings, stream + test)
+        first = answers.of(test)
+        before = sum(a.label != p.label for a, p in zip(first, test, strict=True))
+        class_before = Counter(p.label for a, p in zip(first, test, strict=True) if a.label != p.label)
+        afters, statuses, seconds, gates = [], [], [], []
+        corrected = confirmed = worse_promoted = 0
+        previous = before
         for cycle in range(args.cycles):
-            part = stream[cycle :: args.cycles]  # interleaved: every part holds every label
-            w, c = send_stream(
-                store, settings, model, part, fraction=fraction, adversarial=adversarial, rng=rng,
+            part = stream[cycle :: args.cycles]
+            c, k = send_stream(
+                store, settings, part, answers.of(part), rng=rng, fix=args.fix, confirm=args.confirm,
                 first_message=1 + cycle * len(stream),
             )
-            wrong, corrected = wrong + w, corrected + c
+            corrected, confirmed = corrected + c, confirmed + k
             started = time.perf_counter()
-            with contextlib.redirect_stdout(sys.stderr):  # fastai's progress bars; keep the table clean
+            with contextlib.redirect_stdout(sys.stderr):
                 run = run_now(store)
             seconds.append(time.perf_counter() - started)
             if run.status is RunStatus.FAILED:
                 print(f"  run failed: {run.error}", file=sys.stderr)
-            model = load_serving(store, settings)
-            afters.append(errors(model, test))
+            now = answers.of(test)
+            errors = sum(a.label != p.label for a, p in zip(now, test, strict=True))
+            if run.status is RunStatus.SUCCEEDED and errors > previous:
+                worse_promoted += 1
+            afters.append(errors)
             statuses.append(run.status.value)
+            g = (run.metrics or {}).get("gate") or {}
+            gates.append(f"{g.get('fixes', 0)}/{g.get('breaks', 0)} p={g.get('p_value', 1):.2f}")
+            previous = errors
+        last = answers.of(test)
         store.close()
-    return Result(seed, variant, before, afters, len(test), corrected, wrong, statuses, seconds)
+    fixes = sum(a.label != p.label and b.label == p.label for a, b, p in zip(first, last, test, strict=True))
+    breaks = sum(a.label == p.label and b.label != p.label for a, b, p in zip(first, last, test, strict=True))
+    class_after = Counter(p.label for b, p in zip(last, test, strict=True) if b.label != p.label)
+    return Result(
+        seed, before, afters, fixes, breaks, len(test), corrected, confirmed, statuses, seconds,
+        class_before, class_after, worse_promoted, gates,
+    )
+
+
+PHOTOS: dict[str, list[Photo]] = {}
+OVERRIDES: dict[str, object] = {}
+
+
+def parse_seeds(values: list[str]) -> list[int]:
+    """``0-19`` or ``0 1 2``."""
+    out: list[int] = []
+    for v in values:
+        lo, _, hi = v.partition("-")
+        out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/bears")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", default=["all", "partial", "adversarial"])
-    parser.add_argument("--base", type=float, default=0.35, help="share of each label imported as the dataset")
-    parser.add_argument("--stream", type=float, default=0.4, help="share users send (the rest, 25 %%, is test)")
-    parser.add_argument("--partial", type=float, default=0.5, help="share of wrong answers corrected in 'partial'")
-    parser.add_argument("--adversarial", type=int, default=10, help="right answers one user mislabels per cycle")
-    parser.add_argument("--cycles", type=int, default=1, help="split the stream in this many parts, a retrain after each")
+    parser.add_argument("--base", type=Path, help="folder the bot's dataset is imported from")
+    parser.add_argument("--stream", type=Path, help="folder users' photos (and the unseen test photos) come from")
+    parser.add_argument("--data", type=Path, help="one folder split into base / stream / test instead")
+    parser.add_argument("--seeds", nargs="+", default=["0-19"])
+    parser.add_argument("--stream-share", type=float, default=0.6, help="share of the stream folder users send; the rest is test")
+    parser.add_argument("--base-share", type=float, default=0.35, help="with --data: share imported as the dataset")
+    parser.add_argument("--fix", type=float, default=1.0, help="share of wrong answers an admin corrects")
+    parser.add_argument("--confirm", type=float, default=0.5, help="share of right answers the sender confirms (✅)")
+    parser.add_argument("--cycles", type=int, default=1)
+    parser.add_argument("--alpha", type=float, help="BEARBOT_GATE_ALPHA for this run (default: the setting's)")
     args = parser.parse_args()
-    if not args.data.is_dir():
-        sys.exit(f"no photo folder at {args.data}; pass --data DIR (one sub-folder per label)")
+    if args.data is None and (args.base is None or args.stream is None):
+        args.base, args.stream = SHARED / "bears", SHARED / "bears-2019"
+    for name in ("data", "base", "stream"):
+        folder = getattr(args, name)
+        if folder is not None:
+            if not folder.is_dir():
+                sys.exit(f"no photo folder at {folder} (one sub-folder per label)")
+            PHOTOS[name] = load_photos(folder)
+    if args.alpha is not None:
+        OVERRIDES["gate_alpha"] = args.alpha
+    seeds = parse_seeds(args.seeds)
+    setup = f"--data {args.data}" if args.data else f"--base {args.base} --stream {args.stream}"
+    print(f"# {setup}; seeds {seeds[0]}–{seeds[-1]}; corrected {args.fix:.0%} of wrong answers, "
+          f"confirmed {args.confirm:.0%} of right ones; {args.cycles} cycle(s)")
+    afters = " ".join(f"{'after ' + str(k + 1):>8}" for k in range(args.cycles))
+    print(f"{'seed':>4} {'before':>8} {afters} {'fixes':>5} {'breaks':>6} {'fixed':>5} {'✅':>4} {'status':<20} {'gate fixes/breaks':<18} {'run s':>6}")
     results: list[Result] = []
-    afters = " ".join(f"{'after ' + str(k + 1):>12}" for k in range(args.cycles)) if args.cycles > 1 else f"{'after':>12}"
-    print(f"{'seed':>4} {'variant':<12} {'before':>12} {afters} {'wrong':>5} {'fixed':>5} {'status':<10} {'run s':>6}")
-    for variant in args.variants:
-        for seed in args.seeds:
-            r = one_seed(args.data, seed, variant, args)
+    with tempfile.TemporaryDirectory(prefix="bearbot-features-") as cache:
+        for seed in seeds:
+            r = one_seed(seed, args, Path(cache))
             results.append(r)
-            cells = " ".join(f"{fmt(a, r.n_test):>12}" for a in r.afters)
+            cells = " ".join(f"{a:>4}/{r.n_test:<3}" for a in r.afters)
             print(
-                f"{r.seed:>4} {r.variant:<12} {fmt(r.before, r.n_test):>12} {cells} "
-                f"{r.wrong_in_stream:>5} {r.corrected:>5} {','.join(r.statuses):<10} "
-                f"{','.join(f'{x:.0f}' for x in r.seconds):>6}", flush=True,
+                f"{r.seed:>4} {r.before:>4}/{r.n_test:<3} {cells} {r.fixes:>5} {r.breaks:>6} {r.corrected:>5} "
+                f"{r.confirmed:>4} {','.join(r.statuses):<20} {'; '.join(r.gates):<18} {','.join(f'{x:.0f}' for x in r.seconds):>6}",
+                flush=True,
             )
-    for variant in args.variants:
-        print(summarize([r for r in results if r.variant == variant], variant))
+    print(summarize(results))
 
 
-def fmt(errors: int, n: int) -> str:
-    """``2/83 2.4%``: counts first, since one photo moves the rate by more than a percent."""
-    return f"{errors}/{n} {errors / n:.1%}"
-
-
-def summarize(rs: list[Result], variant: str) -> str:
-    """Totals over seeds (pooled errors / pooled test photos) per cycle, never-worse check, run times."""
-    b, n = sum(r.before for r in rs), sum(r.n_test for r in rs)
-    cycles = len(rs[0].afters)
-    path = " → ".join(fmt(sum(r.afters[k] for r in rs), n) for k in range(cycles))
-    a = sum(r.after for r in rs)
-    ratio = f"{a / b:.2f}" if b else "n/a"
-    times = [t for r in rs for t in r.seconds]
-    return (
-        f"total {variant:<12} before {fmt(b, n)} after {path} (after/before {ratio}); "
-        f"never worse: {all(r.never_worse for r in rs)}; run {statistics.mean(times):.0f} s (max {max(times):.0f} s)"
+def summarize(rs: list[Result]) -> str:
+    """Pooled errors, fixes and breaks, per class; promotions that were worse on unseen photos."""
+    b, a, n = sum(r.before for r in rs), sum(r.after for r in rs), sum(r.n_test for r in rs)
+    promoted = sum(s == "succeeded" for r in rs for s in r.statuses)
+    runs = sum(len(r.statuses) for r in rs)
+    classes = sorted({c for r in rs for c in (*r.class_before, *r.class_after)})
+    per_class = ", ".join(
+        f"{c} {sum(r.class_before[c] for r in rs)}→{sum(r.class_after[c] for r in rs)}" for c in classes
     )
+    times = [t for r in rs for t in r.seconds]
+    return "\n".join([
+        f"pooled unseen errors: {b}/{n} ({b / n:.2%}) → {a}/{n} ({a / n:.2%}), after/before {a / b:.2f}" if b else
+        f"pooled unseen errors: {b}/{n} → {a}/{n}",
+        f"paired on unseen photos: {sum(r.fixes for r in rs)} fixes, {sum(r.breaks for r in rs)} breaks",
+        f"errors per true class, before→after: {per_class}",
+        f"seeds worse after than before: {sum(r.after > r.before for r in rs)} of {len(rs)}; "
+        f"better: {sum(r.after < r.before for r in rs)}",
+        f"runs promoted: {promoted} of {runs}; promoted but worse on unseen photos: {sum(r.worse_promoted for r in rs)}",
+        f"corrections {sum(r.corrected for r in rs)}, confirmations {sum(r.confirmed for r in rs)}; "
+        f"run {statistics.mean(times):.1f} s on average (max {max(times):.1f} s)",
+    ])
 
 
 if __name__ == "__main__":

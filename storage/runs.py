@@ -251,21 +251,29 @@ def mark_notified(session: Session, *, run_id: int) -> None:
 
 
 def describe_run(run: TrainingRun) -> str:
-    """One paragraph on how a run ended, with its figures."""
+    """How a run ended, for admins: the gate's paired evidence in words, the photos it would break."""
     m = run.metrics or {}
-    cand, cur = m.get("candidate_error"), m.get("current_error")
-    figures = ""
-    if cand is not None and cur is not None:
-        figures = f" Golden-set error: candidate {cand:.1%} vs serving {cur:.1%}"
-        cand_loss, cur_loss = m.get("candidate_loss"), m.get("current_loss")
-        if cand == cur and cand_loss is not None and cur_loss is not None:
-            figures += f" (a tie; log-loss {cand_loss:.3f} vs {cur_loss:.3f} decides)"
-        figures += "."
+    if run.status == RunStatus.FAILED:
+        return f"Training run #{run.id} failed: {(run.error or 'unknown error').splitlines()[-1][:300]} The current model keeps serving."
+    gate = m.get("gate") or {}
+    fixes, breaks = gate.get("fixes", 0), gate.get("breaks", 0)
+    n = gate.get("n") or {}
+    judged = (
+        f" Judged photo by photo on {n.get('golden', 0)} golden photos and {n.get('reviewed', 0)} photos users"
+        " reviewed (each answered by a candidate trained without it):"
+        f" it fixes {fixes} photo{'' if fixes == 1 else 's'} serving gets wrong and breaks {breaks} it got right."
+    )
+    broken = gate.get("broken") or []
+    if broken:
+        names = "; ".join(
+            f"{Path(b['path']).name[:12]} ({b['truth']}, would say {b['candidate']})" for b in broken[:5]
+        )
+        judged += f" Broken: {names}{' …' if len(broken) > 5 else ''}."
     counts = f" Trained on {run.n_train or 0} images ({run.n_corrections or 0} from corrections)."
     seconds = m.get("seconds")
     took = f" Took {seconds:.0f} s." if isinstance(seconds, int | float) else ""
     if run.status == RunStatus.SUCCEEDED:
-        return f"Training run #{run.id} succeeded: model v{run.model_version_id} is now serving.{figures}{counts}{took}"
-    if run.status == RunStatus.REJECTED:
-        return f"Training run #{run.id} finished but the candidate was not promoted (not better on the golden set).{figures}{counts}{took}"
-    return f"Training run #{run.id} failed: {(run.error or 'unknown error').splitlines()[-1][:300]} The current model keeps serving."
+        head = f"Training run #{run.id} succeeded: model v{run.model_version_id} is now serving ({gate.get('reason', 'passed the gate')})."
+    else:
+        head = f"Training run #{run.id} finished; the serving model stays, because {gate.get('reason', 'the candidate was not better')}."
+    return f"{head}{judged}{counts}{took}"

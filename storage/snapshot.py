@@ -9,6 +9,9 @@ the view exactly as they will decide the promotion.
 Reviewed photos are the evaluation data that looks like real traffic: every photo whose accepted
 correction no promoted model has learned yet, and every photo whose sender confirmed the answer
 (✅, a pending confirmation is enough: it can only vouch for what the model already said).
+Confirmed photos also train, as much as corrections do, so a correction that moves a class
+boundary is balanced by the photos users said were right on the other side of it. They are never
+merged into the dataset (nobody accepted them); a promoted model marks them learned.
 """
 
 from __future__ import annotations
@@ -24,7 +27,15 @@ from bearbot.labels import NOT_BEAR
 from storage import dataset
 from storage.dataset import DatasetEntry, Outcome, PhashIndex
 from storage.images import ImageStore
-from storage.models import Correction, CorrectionStatus, DatasetItem, Image, Prediction, Split, utcnow
+from storage.models import (
+    Correction,
+    CorrectionStatus,
+    DatasetItem,
+    Image,
+    Prediction,
+    Split,
+    utcnow,
+)
 
 # Outcomes after which the correction's label is what the view (and a promoted model) trains on.
 _TRAINS = frozenset({Outcome.ADDED, Outcome.RELABELED, Outcome.MERGED, Outcome.EXISTING})
@@ -39,8 +50,9 @@ class Reviewed:
     sha256: str
     phash: str
     label: str  # a model label, or NOT_BEAR
-    item_id: int | None  # the training item that carries its label in the view (None: evaluation only)
+    item_id: int | None  # the dataset item that carries its label in the view (None: not a dataset item)
     confirmed: bool  # the label is the answer the bot gave
+    correction_ids: tuple[int, ...] = ()  # pending confirmations behind it (item_id None)
 
 
 @dataclass(frozen=True)
@@ -50,9 +62,10 @@ class TrainingView:
     train: list[DatasetEntry]
     valid: list[DatasetEntry]
     golden: list[DatasetEntry]
-    reviewed: list[Reviewed]
+    reviewed: list[Reviewed]  # evaluation photos: users' labels no promoted model has learned
+    confirmed: list[Reviewed]  # pending ✅ confirmations that train (learned or not), outside the dataset
     labels: tuple[str, ...]
-    learnable: list[int]  # accepted corrections in the view that no promoted model has learned
+    learnable: list[int]  # corrections in the view that no promoted model has learned
     outcomes: dict[str, int] = field(default_factory=dict)  # merge outcome → corrections
 
 
@@ -111,7 +124,7 @@ def take_view(session: Session, *, images: ImageStore) -> TrainingView:
         merged = _merge(session, pending, index)
         items = dataset.list_items(session, images=images)
         labels = dataset.dataset_labels(session)
-        reviewed = _reviewed(session, pending, merged, index, items, images)
+        reviewed, confirmed = _reviewed(session, pending, merged, index, items, images)
         savepoint.rollback()
     outcomes: dict[str, int] = {}
     for outcome, _ in merged.values():
@@ -122,8 +135,9 @@ def take_view(session: Session, *, images: ImageStore) -> TrainingView:
     by_split = {split: [i for i in items if i.split is split] for split in Split}
     return TrainingView(
         train=by_split[Split.TRAIN], valid=by_split[Split.VALID], golden=by_split[Split.GOLDEN],
-        reviewed=reviewed, labels=labels,
-        learnable=[cid for cid, (outcome, _) in merged.items() if outcome in _TRAINS],
+        reviewed=reviewed, confirmed=confirmed, labels=labels,
+        learnable=[cid for cid, (outcome, _) in merged.items() if outcome in _TRAINS]
+        + [cid for r in confirmed if r in reviewed for cid in r.correction_ids],
         outcomes=outcomes,
     )
 
@@ -135,11 +149,12 @@ def _reviewed(
     index: PhashIndex,
     items: Sequence[DatasetEntry],
     images: ImageStore,
-) -> list[Reviewed]:
-    """Evaluation photos: unlearned accepted corrections (with their final label), then confirmations."""
+) -> tuple[list[Reviewed], list[Reviewed]]:
+    """(evaluation photos, training confirmations): unlearned accepted corrections with their final
+    label, and pending confirmations of photos that are not (near) dataset items."""
     label_of_item = {i.item_id: i.label for i in items}
     said = _answers(session, [c.prediction_id for c in pending if c.prediction_id is not None])
-    found: dict[int, tuple[str, int | None, bool]] = {}  # image id → label, training item id, confirmed
+    found: dict[int, tuple[str, int | None, bool]] = {}  # image id → label, dataset item id, confirmed
     for correction in pending:
         answer = said.get(correction.prediction_id) if correction.prediction_id is not None else None
         if correction.label == NOT_BEAR:
@@ -149,20 +164,24 @@ def _reviewed(
         if outcome in _TRAINS:
             label = label_of_item[item.id]
             found[correction.image_id] = (label, item.id, answer == label)
-    for image_id, label in _pending_confirmations(session):
+    confirmations: dict[int, tuple[str, tuple[int, ...], bool]] = {}
+    for image_id, label, ids, learned in _pending_confirmations(session):
         if image_id in found or dataset.item_for_image(session, image_id=image_id) is not None:
             continue
         image = session.get_one(Image, image_id)
         if index.nearest(image.phash, max_distance=dataset.SAME_SIDE_DISTANCE) is None:
-            found[image_id] = (label, None, True)  # nothing like it trains: a fair evaluation photo
-    rows = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(list(found))))}
-    return [
-        Reviewed(
-            image_id=image_id, path=images.path_of(rows[image_id]), sha256=rows[image_id].sha256,
-            phash=rows[image_id].phash, label=label, item_id=item_id, confirmed=confirmed,
-        )
-        for image_id, (label, item_id, confirmed) in sorted(found.items())
-    ]
+            confirmations[image_id] = (label, ids, learned)  # nothing like it in the dataset
+    wanted = list(found) + list(confirmations)
+    rows = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(wanted)))}
+
+    def photo(image_id: int, label: str, item_id: int | None, confirmed: bool, ids: tuple[int, ...] = ()) -> Reviewed:
+        image = rows[image_id]
+        return Reviewed(image_id, images.path_of(image), image.sha256, image.phash, label, item_id, confirmed, ids)
+
+    evaluation = [photo(i, *found[i]) for i in sorted(found)]
+    training = [photo(i, label, None, True, ids) for i, (label, ids, _) in sorted(confirmations.items())]
+    evaluation += [r for r in training if not confirmations[r.image_id][2]]
+    return evaluation, training
 
 
 def _answers(session: Session, prediction_ids: Sequence[int]) -> dict[int, str]:
@@ -175,36 +194,40 @@ def _answers(session: Session, prediction_ids: Sequence[int]) -> dict[int, str]:
     return {pid: (label if is_bear else NOT_BEAR) for pid, label, is_bear in rows}
 
 
-def _pending_confirmations(session: Session) -> list[tuple[int, str]]:
-    """(image id, label) of pending ✅ confirmations that no other user contradicts."""
+def _pending_confirmations(session: Session) -> list[tuple[int, str, tuple[int, ...], bool]]:
+    """(image id, label, correction ids, learned) of pending ✅ confirmations no user contradicts."""
     rows = session.execute(
-        select(Correction.image_id, Correction.label, Prediction.label, Prediction.is_bear)
+        select(Correction.id, Correction.image_id, Correction.label, Correction.learned_version_id,
+               Prediction.label, Prediction.is_bear)
         .join(Prediction, Correction.prediction_id == Prediction.id)
         .where(Correction.status == CorrectionStatus.PENDING)
     ).all()
     labels_of: dict[int, set[str]] = {}
-    confirmed: dict[int, str] = {}
-    for image_id, label, said, is_bear in rows:
+    confirmed: dict[int, list[tuple[int, str, bool]]] = {}
+    for cid, image_id, label, learned, said, is_bear in rows:
         labels_of.setdefault(image_id, set()).add(label)
-        if label == (said if is_bear else NOT_BEAR):
-            confirmed[image_id] = label
+        if label == (said if is_bear else NOT_BEAR) and label != NOT_BEAR:
+            confirmed.setdefault(image_id, []).append((cid, label, learned is not None))
     disputed = set(
         session.scalars(select(Correction.image_id).where(Correction.status != CorrectionStatus.PENDING))
     )
     return [
-        (image_id, label) for image_id, label in sorted(confirmed.items())
-        if labels_of[image_id] == {label} and image_id not in disputed
+        (image_id, rows_[0][1], tuple(c for c, _, _ in rows_), all(learned for _, _, learned in rows_))
+        for image_id, rows_ in sorted(confirmed.items())
+        if len(labels_of[image_id]) == 1 and image_id not in disputed
     ]
 
 
 def learn_corrections(session: Session, *, correction_ids: Sequence[int], version_id: int) -> dict[int, str]:
-    """Merge the corrections a promoted model was trained on into the dataset, for good.
+    """Merge the accepted corrections a promoted model was trained on into the dataset, for good.
 
-    Same rules, same order as the run's view; each correction records the version that learned it.
+    Same rules, same order as the run's view; each correction (and each pending confirmation it
+    trained on) records the version that learned it.
     Returns correction id → merge outcome.
     """
     rows = list(session.scalars(select(Correction).where(Correction.id.in_(list(correction_ids))).order_by(Correction.id)))
-    merged = _merge(session, rows, PhashIndex.load(session))
+    accepted = [r for r in rows if r.status == CorrectionStatus.ACCEPTED]  # pending ✅ are marked, not merged
+    merged = _merge(session, accepted, PhashIndex.load(session))
     now = utcnow()
     for row in rows:
         row.learned_version_id = version_id

@@ -35,7 +35,14 @@ from storage.store import Storage
 from trainer import calibrate, gate
 from trainer.evaluate import Scored, metrics_of, plot_confusion, plot_top_losses
 from trainer.features import FeatureCache, FeatureTable, feature_table, readout
-from trainer.train import TrainConfig, default_config, examples_of, export_model, fit_examples, with_head
+from trainer.train import (
+    Example,
+    TrainConfig,
+    default_config,
+    export_model,
+    fit_examples,
+    with_head,
+)
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +87,15 @@ def answers(
             is_bear=s >= threshold, model_version=version_id, bear_score=s,
         ))
     return out
+
+
+def _examples(rows: Sequence[Any], cfg: TrainConfig) -> list[Example]:
+    """Training rows: dataset items (a correction weighs ``cfg.correction_weight``) and confirmed
+    photos, which weigh as much as corrections (a ✅ is a user's label too)."""
+    return [
+        Example(r.sha256, r.label, cfg.correction_weight if isinstance(r, Reviewed) or r.correction_id else 1.0)
+        for r in rows
+    ]
 
 
 def folds_of(photos: Sequence[Reviewed], k: int) -> list[int]:
@@ -169,11 +185,15 @@ def train_and_gate(
     )
     feature_seconds = time.perf_counter() - started
     judge = _Judge(zero_shot, serving, table, settings)
-    readable = lambda items: [i for i in items if i.sha256 in table.row]  # noqa: E731
-    train, golden = readable(view.train), readable(view.golden)
+    readable = lambda items: [i for i in items if i.sha256 in table.row]
+    train = readable([*view.train, *view.confirmed])
+    golden = readable(view.golden)
     reviewed = [r for r in readable(view.reviewed) if r.label in view.labels or r.label == NOT_BEAR]
+    if not train:
+        missing = table.unreadable[0] if table.unreadable else "?"
+        raise ValueError(f"all {len(view.train)} training images are unreadable (missing or corrupt files), e.g. {missing}")
     anchor = zero_shot.head
-    head = fit_examples(table, examples_of(train, cfg), view.labels, anchor, cfg)
+    head = fit_examples(table, _examples(train, cfg), view.labels, anchor, cfg)
 
     golden_cand, _ = judge.candidate(head, [g.sha256 for g in golden])
     pairs = [
@@ -198,7 +218,7 @@ def train_and_gate(
     metrics = _metrics(view, decision, pairs, temperature, cfg, table, started, feature_seconds)
     counts = {
         "train": len(train), "valid": len(view.valid), "golden": len(golden),
-        "corrections": sum(1 for i in train if i.correction_id is not None),
+        "corrections": sum(1 for i in train if isinstance(i, Reviewed) or i.correction_id is not None),
     }
     outcome = Outcome(promoted=False, decision=decision, metrics=metrics, counts=counts, plots=plots)
     if decision.promote:
@@ -232,10 +252,10 @@ def _cross_fit(
         if not members:
             continue
         held = [reviewed[i] for i in members]
-        drop = {r.item_id for r in held if r.item_id is not None}
+        drop = {r.item_id for r in held if r.item_id is not None} | {r.sha256 for r in held}
         twins = [int(r.phash, 16) for r in held]
-        kept = [t for t in train if t.item_id not in drop and not _near(t.phash, twins)]
-        head = fit_examples(judge.table, examples_of(kept, cfg), labels, anchor, cfg)
+        kept = [t for t in train if t.item_id not in drop and t.sha256 not in drop and not _near(t.phash, twins)]
+        head = fit_examples(judge.table, _examples(kept, cfg), labels, anchor, cfg)
         preds, logits = judge.candidate(head, [r.sha256 for r in held])
         for i, r, pred, row in zip(members, held, preds, logits, strict=True):
             pairs.append(gate.Pair(r.path, r.label, "reviewed", serving[i], pred))
@@ -304,7 +324,7 @@ def _publish(
     from bearbot.artifact import publish
 
     model = with_head(zero_shot, head)
-    path, _ = export_model(model, train_items=train, valid_items=view.valid, cfg=cfg, out_dir=work_dir)
+    path, _ = export_model(model, train_items=view.train, valid_items=view.valid, cfg=cfg, out_dir=work_dir)
     final, sha = publish(path, settings.models_dir)
     with storage.session() as session:
         version = model_versions.create_version(

@@ -18,63 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from bearbot.settings import Settings
-from storage import dataset, model_versions, runs, snapshot
-from storage.models import Image, RunStatus, Split, TrainingRun, Trigger
+from storage import runs, snapshot
+from storage.models import RunStatus, TrainingRun, Trigger
 from storage.store import Storage
 from trainer.lease import holding
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """The dataset as one run sees it (after merging accepted corrections)."""
-
-    train: list[dataset.DatasetEntry]
-    valid: list[dataset.DatasetEntry]
-    golden: list[dataset.DatasetEntry]
-    labels: tuple[str, ...]
-    merged_corrections: int
-
-
-def take_snapshot(storage: Storage) -> Snapshot:
-    """Merge accepted corrections into the dataset, then list every split."""
-    with storage.session() as session:
-        index = dataset.PhashIndex.load(session)
-        learned: set[int] = set()  # dataset items a correction changed or added
-        for correction in snapshot.corrections_waiting(session):
-            image = session.get_one(Image, correction.image_id)
-            result = dataset.add_correction_item(
-                session, image=image, label=correction.label, correction_id=correction.id, index=index
-            )
-            snapshot.mark_merged(session, correction=correction, outcome=str(result.outcome))
-            if result.outcome in (dataset.Outcome.ADDED, dataset.Outcome.RELABELED, dataset.Outcome.MERGED):
-                learned.add(result.item.id)
-        labels = dataset.dataset_labels(session)
-        items = dataset.list_items(session, images=storage.images)
-    by_split = {split: [i for i in items if i.split is split] for split in Split}
-    return Snapshot(
-        train=by_split[Split.TRAIN],
-        valid=by_split[Split.VALID],
-        golden=by_split[Split.GOLDEN],
-        labels=labels,
-        merged_corrections=len(learned),
-    )
-
-
 def load_serving(storage: Storage, settings: Settings):  # noqa: ANN201 - TorchClassifier, lazily imported
-    """The model serving now (the candidate's opponent at the gate), as the bot loads it."""
-    from bearbot.backbone import builtin_sha256
-    from bearbot.inference import load_for_settings
+    """The model serving now, as the bot loads it (:func:`trainer.pipeline.load_serving`)."""
+    from trainer.pipeline import load_serving as load
 
-    with storage.session() as session:
-        active = model_versions.ensure_active(
-            session, arch=settings.arch, labels=list(settings.labels),
-            builtin_sha256=lambda: builtin_sha256(settings.arch),
-        )
-        if active is None:
-            raise RuntimeError("no model version is active; activate one with `bearbot models activate ID`")
-        return load_for_settings(active, settings)
+    return load(storage, settings)
 
 
 def execute_run(storage: Storage, *, run_id: int) -> TrainingRun:
@@ -97,71 +53,15 @@ def execute_run(storage: Storage, *, run_id: int) -> TrainingRun:
     return outcome
 
 
-LOSS_NOISE = 1e-4  # golden log-loss differences below this are rounding, not a better model
-
-
-def should_promote(candidate: dict[str, Any], current: dict[str, Any], *, tolerance: float) -> bool:
-    """The gate, on golden-split metrics: fewer errors wins; a tie (within ``tolerance``) is
-    decided by mean log-loss, so a candidate that is merely *as right but less sure* never replaces
-    the serving model. The golden set is small and the serving model often makes no error on it,
-    so error rate alone would promote every tie.
-    """
-    cand_err, cur_err = candidate["error_rate"], current["error_rate"]
-    if cand_err < cur_err:
-        return True
-    if cand_err > cur_err + tolerance:
-        return False
-    cand_loss, cur_loss = candidate.get("mean_loss"), current.get("mean_loss")
-    # Lower by more than float noise: a retrain on an unchanged dataset refits the same head (its
-    # loss differs from the serving copy's only by eager-vs-traced rounding, ~1e-6), and the same
-    # model again is no reason for a new version.
-    return cand_loss is not None and cur_loss is not None and cand_loss < cur_loss - LOSS_NOISE
-
-
 def _train_and_gate(storage: Storage, settings: Settings, *, run_id: int, work_dir: Path) -> TrainingRun:
-    from bearbot.artifact import publish
-    from trainer.evaluate import evaluate_classifier
-    from trainer.train import train_candidate
+    from trainer.pipeline import train_and_gate
 
-    started = time.perf_counter()
-    snap = take_snapshot(storage)
-    if not snap.golden or not snap.train:
-        raise RuntimeError("the dataset has no golden or no training images; build or import one first")
-    serving = load_serving(storage, settings)
-    result = train_candidate(
-        train_items=snap.train, valid_items=snap.valid, labels=snap.labels,
-        settings=settings, out_dir=work_dir,
-    )
-    candidate_metrics = evaluate_classifier(result.classifier, snap.golden, out_dir=work_dir / "candidate")
-    current_metrics = evaluate_classifier(serving, snap.golden, out_dir=None)
-    cand_err, cur_err = candidate_metrics["error_rate"], current_metrics["error_rate"]
-    promote = should_promote(candidate_metrics, current_metrics, tolerance=settings.promote_tolerance)
-    counts = {
-        "train": len(snap.train), "valid": len(snap.valid), "golden": len(snap.golden),
-        "corrections": sum(1 for i in snap.train if i.source == "correction"),
-    }
-    metrics = {
-        "candidate_error": cand_err, "current_error": cur_err, "current_version": serving.version_id,
-        "candidate_loss": candidate_metrics.get("mean_loss"), "current_loss": current_metrics.get("mean_loss"),
-        "candidate": candidate_metrics, "current": current_metrics, "train": result.metrics,
-        "merged_corrections": snap.merged_corrections, "seconds": round(time.perf_counter() - started, 1),
-        "promoted": promote,
-    }
+    outcome = train_and_gate(storage, settings, run_id=run_id, work_dir=work_dir)
     with storage.session() as session:
-        if not promote:
-            shutil.rmtree(work_dir / "export", ignore_errors=True)
-            return runs.finish_run(
-                session, run_id=run_id, worker=runs.worker_id(), status=RunStatus.REJECTED, metrics=metrics,
-                counts=counts,
-            )
-        path, sha = publish(result.artifact_path, settings.models_dir)
-        version = model_versions.create_version(
-            session, artifact_path=path.name, sha256=sha, arch=result.arch, labels=list(snap.labels),
-            metrics={"golden_error": cand_err, **candidate_metrics, "run_id": run_id}, activate=True,
-        )
         return runs.finish_run(
-            session, run_id=run_id, worker=runs.worker_id(), status=RunStatus.SUCCEEDED, metrics=metrics,
-            model_version_id=version.id, counts=counts,
+            session, run_id=run_id, worker=runs.worker_id(),
+            status=RunStatus.SUCCEEDED if outcome.promoted else RunStatus.REJECTED,
+            metrics=outcome.metrics, counts=outcome.counts, model_version_id=outcome.version_id,
         )
 
 

@@ -35,7 +35,6 @@ from trainer.export import export_learner
 from trainer.features import FeatureTable, feature_table
 from trainer.head_fit import fit_head
 
-
 EXPORT_NAME = "learner.pkl"
 
 
@@ -84,7 +83,7 @@ class Example:
 def examples_of(items: Sequence[LabelledItem], cfg: TrainConfig) -> list[Example]:
     """Training rows for dataset items; a user correction weighs ``cfg.correction_weight``."""
     return [
-        Example(getattr(i, "sha256"), i.label, cfg.correction_weight if is_correction(i) else 1.0) for i in items
+        Example(i.sha256, i.label, cfg.correction_weight if is_correction(i) else 1.0) for i in items
     ]
 
 

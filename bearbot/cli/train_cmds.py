@@ -169,79 +169,24 @@ def print_metrics(title: str, metrics: dict[str, Any]) -> None:
             typer.echo(f"  {key.removesuffix('_png').replace('_', ' ')}: {metrics[key]}")
 
 
-def _folder_labels(items: list[Any], settings: Settings) -> tuple[str, ...]:
-    from trainer.data import labels_of
-
-    found = labels_of(items)
-    # Keep the configured order when the folder holds exactly the configured labels.
-    return settings.labels if set(found) == set(settings.labels) else found
-
-
-def train_from_folder(settings: Settings, data: Path) -> int:
-    """Train on ``data/<label>/``: golden hold-out, head refit, compare with the serving model, record."""
-    from bearbot.artifact import publish
-    from storage import model_versions
-    from trainer.data import folder_items, split_by_content
-    from trainer.evaluate import evaluate_classifier
-    from trainer.runner import should_promote
-    from trainer.train import default_config, train_candidate
-
-    items = folder_items(data)
-    labels = _folder_labels(items, settings)
-    rest, golden = split_by_content(items, settings.golden_fraction, salt="golden")
-    if not golden or not rest:
-        raise RuntimeError(f"{data} has too few images to hold out a golden split")
-    config = default_config(settings)
-    run_dir = settings.runs_dir / f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}"
-    typer.echo(f"{len(rest)} images to train on, {len(golden)} held out (golden); labels {', '.join(labels)}; "
-               f"{config.device}, {config.image_size} px")
-    storage = _open(settings)
-    try:
-        current = load_row(active_version(storage), settings)
-        result = train_candidate(
-            train_items=rest, valid_items=[], labels=labels, settings=settings,
-            out_dir=run_dir, config=config,
-        )
-        cand = evaluate_classifier(result.classifier, golden, out_dir=run_dir / "candidate")
-        cur = evaluate_classifier(current, golden, out_dir=None)
-        promote = should_promote(cand, cur, tolerance=settings.promote_tolerance)
-        path, sha = publish(result.artifact_path, settings.models_dir)
-        with storage.session() as session:
-            version = model_versions.create_version(
-                session, artifact_path=path.name, sha256=sha, arch=result.arch, labels=list(labels),
-                metrics={"golden_error": cand["error_rate"], **cand, "current_error": cur["error_rate"],
-                         "current_version": current.version_id, "train": result.metrics, "source": str(data)},
-                activate=promote,
-            )
-            version_id = version.id
-    finally:
-        storage.close()
-    print_metrics(f"candidate (version {version_id})", cand)
-    print_metrics(f"serving (version {current.version_id})", cur)
-    verdict = "activated" if promote else "recorded but NOT activated (not better than the serving model on the golden split)"
-    typer.echo(f"model version {version_id}: {path} — {verdict}")
-    return 0
-
-
 def train_cmd(
     data: Path | None = typer.Option(
-        None, "--data", exists=True, file_okay=False, help="Folder with one sub-folder of images per label."
+        None, "--data", exists=True, file_okay=False,
+        help="Import this folder (one sub-folder per label) into the dataset first, as `dataset import` does.",
     ),
 ) -> None:
-    """Train a candidate model; activate it only when it passes the gate /retrain uses against the serving one.
+    """One training run on the dataset, exactly as /retrain runs it: gate included, promoted only if it passes.
 
-    Without --data: one run on the database's dataset (accepted corrections included).
+    With --data, the folder's photos join the dataset first (verified, deduplicated, split by hash).
     """
-    settings = settings_or_exit()
-    if data is None:
-        from trainer.runner import run_from_cli
+    from trainer.runner import run_from_cli
 
-        raise typer.Exit(run_from_cli(settings))
-    try:
-        code = train_from_folder(settings, data)
-    except (RuntimeError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    raise typer.Exit(code)
+    settings = settings_or_exit()
+    if data is not None:
+        from bearbot.cli.dataset_cmds import import_or_exit
+
+        import_or_exit(settings, data)
+    raise typer.Exit(run_from_cli(settings))
 
 
 def eval_cmd(
