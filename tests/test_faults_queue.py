@@ -180,6 +180,39 @@ def test_racing_activations_leave_one_winner(store: Storage) -> None:
         assert s.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.is_active.is_(True))) == 1
 
 
+def test_the_holder_renews_its_lease_and_notices_losing_it(store: Storage) -> None:
+    from trainer.lease import holding
+
+    with store.session() as s:
+        run, _ = runs.queue_run(s, trigger=Trigger.ADMIN)
+        runs.claim_next(s, worker="box:1:me")
+        s.execute(update(TrainingRun).values(heartbeat_at=datetime.now(UTC) - timedelta(minutes=10)))
+    with holding(store, run_id=run.id, worker="box:1:me", every=0.05) as lost:
+        _wait(lambda: _heartbeat_age(store, run.id) < 5, timeout=10)  # renewed while the run works
+        with store.session() as s:
+            assert runs.recover_stale_runs(s, lease=LEASE) == []
+            runs.fail_run(s, run=runs.get_run(s, run_id=run.id), reason="failed by hand")
+        assert lost.wait(10)
+
+
+def _heartbeat_age(store: Storage, run_id: int) -> float:
+    with store.session() as s:
+        beat = runs.get_run(s, run_id=run_id).heartbeat_at
+    beat = beat if beat.tzinfo else beat.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - beat).total_seconds()
+
+
+def test_a_trainer_that_dies_before_claiming_fails_the_run_it_was_started_for(store: Storage) -> None:
+    """Otherwise the dispatcher would start a crashing child every 3 s for ever."""
+    with store.session() as s:
+        run, _ = runs.queue_run(s, trigger=Trigger.ADMIN)
+    started = datetime.now(UTC) + timedelta(seconds=1)
+    with store.session() as s:  # a run queued after the child started is not its: left alone
+        assert runs.fail_process_runs(s, pid=999999, reason="x", queued_before=datetime.now(UTC) - timedelta(hours=1)) == []
+        failed = runs.fail_process_runs(s, pid=999999, reason="exited with code 1", queued_before=started)
+        assert [r.id for r in failed] == [run.id] and failed[0].status is RunStatus.FAILED
+
+
 # --- real trainer processes ------------------------------------------------------------------------
 
 FIXTURES = Path(__file__).parent / "fixtures"
