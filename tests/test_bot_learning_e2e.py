@@ -3,7 +3,6 @@ promoted → the bot swaps models → the next photo is answered by the new vers
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,39 +11,39 @@ from sqlalchemy import select
 from bearbot.settings import load_settings
 from storage.models import Prediction, TrainingRun
 from storage.store import open_storage
-from tests.bot_harness import ADMIN, ALICE, BOB, FIXTURES, GROUP, RunningBot, bear, eventually
+from tests.bot_harness import ADMIN, ALICE, BOB, FIXTURES, GROUP, RunningBot, eventually
 from trainer.dataset_import import import_folder
 
 pytestmark = pytest.mark.slow
 
-# The real recipe (a run over the fixture photos takes seconds on a CPU), at 224 px: there the
-# candidate beats v0's golden log-loss on these few photos, so the run is promoted. (At 288 px it
-# ties v0 and the gate keeps v0; rejection is covered by tests/test_learning_loop.py.)
-TINY = {"golden_fraction": 0.3, "train_batch_size": 4, "device": "cpu", "image_size": 224}
+# The real recipe and gate (a run over the fixture photos takes seconds on a CPU). Users correct two
+# cinnamon black bears the zero-shot model calls grizzly, each with a second similar photo; every one
+# is fixed by a candidate trained without it (4 fixes, 0 breaks, sign test p = 1/16 ≤ 0.1).
+TINY = {"golden_fraction": 0.3, "train_batch_size": 4, "device": "cpu", "gate_alpha": 0.1}
+HARD = ("black_b4ba30.jpg", "black_b4ba30_mirror.jpg", "black_d4df69.jpg", "black_d4df69_mirror.jpg")
 
 
 def test_corrections_retrain_promote_and_swap(tmp_path: Path) -> None:
     data_dir = tmp_path / "var"
-    dataset = tmp_path / "bears"
-    shutil.copytree(FIXTURES / "bears", dataset)
-    (dataset / "teddy" / "teddy4.jpg").unlink()  # users send this one
     store = open_storage(load_settings(data_dir=data_dir, **TINY))
-    import_folder(store, dataset, progress=False)
+    import_folder(store, FIXTURES / "bears", progress=False)
     store.close()
     with RunningBot(data_dir, learning=True, model_poll_seconds=0.5, **TINY) as bot:
-        answer = bot.reply(bot.send(ALICE, chat=GROUP, photo=bear("teddy", 4)))
-        for user in (ALICE, BOB):
-            reply = bot.reply(bot.send(user, chat=GROUP, text="/correct teddy", reply_to=answer.message_id))
-        assert "next training run" in reply.text  # two users agree: accepted
+        for name in HARD:
+            answer = bot.reply(bot.send(ALICE, chat=GROUP, photo=(FIXTURES / "hard" / name).read_bytes()))
+            assert "grizzly" in answer.text  # wrong: a cinnamon black bear
+            for user in (ALICE, BOB):
+                reply = bot.reply(bot.send(user, chat=GROUP, text="/correct black", reply_to=answer.message_id))
+            assert "next training run" in reply.text  # two users agree: accepted
         assert bot.reply(bot.send(ADMIN, text="/retrain")).text.startswith("Queued training run #1")
         outcome = bot.api.wait_for(
             lambda s: s.chat_id == ADMIN["id"] and (s.text or "").startswith("Training run #1"), timeout=540
         )[0]
-        assert "succeeded" in outcome.text, outcome.text
+        assert "succeeded" in outcome.text and "fixes 4 photos" in outcome.text, outcome.text
         run = bot.db(lambda s: s.scalar(select(TrainingRun)))
-        assert run.model_version_id is not None and run.n_corrections == 1
+        assert run.model_version_id is not None and run.n_corrections == 4
         assert eventually(lambda: bot.services.models.version.id == run.model_version_id, timeout=60)
-        bot.reply(bot.send(ALICE, photo=bear("grizzly", 4)))
+        bot.reply(bot.send(ALICE, photo=(FIXTURES / "hard" / "black_29eeac.jpg").read_bytes()))
         last = eventually(lambda: bot.db(lambda s: s.scalar(select(Prediction).order_by(Prediction.id.desc()))))
         assert last.model_version_id == run.model_version_id
         assert f"Serving model v{run.model_version_id}, trained" in bot.reply(bot.send(ADMIN, text="/stats")).text
