@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bearbot.atomic import atomic_path
 
 if TYPE_CHECKING:
     import torch
@@ -41,18 +41,10 @@ def write_weights(tensors: dict[str, torch.Tensor], facts: dict[str, Any], dest:
     """Write ``tensors`` and the JSON ``facts`` to ``dest`` as one safetensors file, atomically."""
     from safetensors.torch import save_file
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".export-", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        # Clones: safetensors refuses tensors that share memory.
-        plain = {key: value.detach().cpu().clone().contiguous() for key, value in tensors.items()}
+    # Clones: safetensors refuses tensors that share memory.
+    plain = {key: value.detach().cpu().clone().contiguous() for key, value in tensors.items()}
+    with atomic_path(dest, prefix=".export-") as tmp:
         save_file(plain, str(tmp), metadata={"format": WEIGHTS_FORMAT, "model": json.dumps(facts)})
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_weights(path: Path, expected_sha256: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -67,7 +59,7 @@ def read_weights(path: Path, expected_sha256: str) -> tuple[dict[str, torch.Tens
         if meta.get("format") != WEIGHTS_FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {WEIGHTS_FORMAT!r}")
         return load(data), json.loads(meta["model"])
-    except Exception as exc:  # noqa: BLE001 - any parse failure means the same to the caller
+    except Exception as exc:
         raise ArtifactError(f"model artifact {path} is not a bearbot weights file: {exc}") from exc
 
 
@@ -104,22 +96,11 @@ def publish(src: Path, models_dir: Path, *, prefix: str = "model") -> tuple[Path
 
 
 def _copy_atomic(src: Path, final: Path, *, expected_sha256: str | None = None) -> None:
-    """Copy ``src`` to ``final`` through a flushed temp file and a rename (checked first, if asked)."""
-    models_dir = final.parent
-    models_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=models_dir, prefix=".publish-", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-            out.flush()
-            os.fsync(out.fileno())
+    """Copy ``src`` to ``final`` atomically (the copy's sha256 checked first, if asked)."""
+    with atomic_path(final, prefix=".publish-") as tmp:
+        shutil.copyfile(src, tmp)
         if expected_sha256 is not None and sha256_file(tmp) != expected_sha256:
             raise ArtifactError(f"copy of {src} changed while publishing")
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def resolve(artifact_path: str | Path, models_dir: Path | None) -> Path:
@@ -151,5 +132,5 @@ def load_learner_verified(path: Path, expected_sha256: str) -> Learner:
     data = read_verified(path, expected_sha256)
     try:
         return load_learner(io.BytesIO(data), cpu=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the caller
+    except Exception as exc:
         raise ArtifactError(f"model artifact {path} could not be loaded: {exc}") from exc

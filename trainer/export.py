@@ -6,12 +6,16 @@ is written next to it (``x.learner.pkl``) for people who want fastai's ``load_le
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bearbot.artifact import ARTIFACT_SUFFIX, learner_companion, sha256_file, write_weights
+from bearbot.artifact import (
+    ARTIFACT_SUFFIX,
+    learner_companion,
+    sha256_file,
+    write_weights,
+)
+from bearbot.atomic import atomic_path
 
 if TYPE_CHECKING:
     from fastai.learner import Learner
@@ -30,13 +34,6 @@ def export_learner(learn: Learner, dest: Path) -> tuple[Path, str]:
     tensors, facts = weights_of(learn.model)
     write_weights(tensors, facts, weights)
     companion = learner_companion(weights)
-    fd, tmp_name = tempfile.mkstemp(dir=weights.parent, prefix=".export-", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(companion, prefix=".export-") as tmp:
         learn.export(tmp)
-        os.replace(tmp, companion)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return weights, sha256_file(weights)
