@@ -13,6 +13,7 @@ import io
 import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import imagehash
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -20,6 +21,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SIDE = 2560  # = Settings.max_image_side; the largest photo size Telegram sends
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
+# File names worth offering to the decoder when walking a folder (the decoder still decides).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 
 
 class ImageError(ValueError):
@@ -41,6 +44,21 @@ class ImageInfo:
 def sha256_hex(data: bytes) -> str:
     """Hex sha256 of ``data``: the image store's content address."""
     return hashlib.sha256(data).hexdigest()
+
+
+def hash_fraction(hex_digest: str) -> float:
+    """A number in [0, 1) fixed by a hex digest: the content-hash bucket that splits data stably."""
+    return int(hex_digest[:16], 16) / 2**64
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """Every file under ``folder`` (recursively) whose name does not start with a dot, sorted."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The :func:`visible_files` under ``folder`` with an image suffix."""
+    return [p for p in visible_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def _decode(data: bytes, *, max_pixels: int, max_side: int) -> tuple[Image.Image, str]:
@@ -128,9 +146,9 @@ def perceptual_hash(img: Image.Image) -> str:
     return str(imagehash.dhash(img))
 
 
-def hash_distance(a: str, b: str) -> int:
-    """Hamming distance between two :func:`perceptual_hash` values."""
-    return bin(int(a, 16) ^ int(b, 16)).count("1")
+def hash_distance(a: int, b: int) -> int:
+    """Hamming distance between two :func:`perceptual_hash` values read as ints (``int(phash, 16)``)."""
+    return (a ^ b).bit_count()
 
 
 @dataclass(frozen=True)

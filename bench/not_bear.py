@@ -47,11 +47,12 @@ import numpy as np
 import torch
 
 from bearbot.backbone import IMAGENET_BEAR_CLASSES
+from bearbot.imaging import image_files
 from bearbot.inference import build_v0
 from bearbot.model_def import bear_mass, bear_score
 from bearbot.preprocess import center_crop_resize, to_batch
 from bearbot.settings import Settings
-from trainer.data import IMAGE_SUFFIXES, decoded_batches
+from trainer.data import decoded_batches
 
 OLD_THRESHOLD = 0.005  # the bear-mass threshold before issue 17
 
@@ -122,7 +123,7 @@ class Folder:
 def features_and_logits(root: Path, *, batch_size: int = 32) -> tuple[list[str], torch.Tensor, torch.Tensor]:
     """Pooled features and the frozen ImageNet head's logits for every image under ``root``, as the bot computes them."""
     model = build_v0(Settings().labels)
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = image_files(root)
     names: list[str] = []
     feats: list[torch.Tensor] = []
     for kept, images, unreadable in decoded_batches(paths, batch_size):
@@ -201,7 +202,7 @@ def table(rows: list[tuple[str, str, float]], folders: list[Folder], pets: Folde
         print()
 
 
-def _rates_panel(ax, rule: str, grid: np.ndarray, folders: list[Folder], pets: Folder, point: tuple[str, float]) -> None:  # noqa: ANN001
+def _rates_panel(ax, rule: str, grid: np.ndarray, folders: list[Folder], pets: Folder, point: tuple[str, float]) -> None:
     """Pets called bear and real bears refused against one score's threshold."""
     ps = pets.score(rule)
     ax.plot(grid, [100 * np.mean(ps >= t) for t in grid], label="pets called bear", color="tab:red")

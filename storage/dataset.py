@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bearbot.imaging import hash_distance, hash_fraction
 from storage.images import ImageStore
 from storage.models import DatasetItem, Image, Split
 
@@ -100,7 +101,7 @@ class PhashIndex:
         for value, item_id, split in self.entries:
             if splits is not None and split not in splits:
                 continue
-            distance = (value ^ target).bit_count()
+            distance = hash_distance(value, target)
             if distance <= max_distance and (best is None or distance < best.distance):
                 best = Neighbour(item_id, split, distance)
         return best
@@ -108,7 +109,7 @@ class PhashIndex:
 
 def assign_split(sha256: str, *, golden_fraction: float, valid_fraction: float = VALID_FRACTION) -> Split:
     """The split for new search/import bytes: a fixed bucket of their sha256."""
-    bucket = int(sha256[:16], 16) / 2**64
+    bucket = hash_fraction(sha256)
     if bucket < golden_fraction:
         return Split.GOLDEN
     if bucket < golden_fraction + valid_fraction:

@@ -9,7 +9,6 @@ fastai's centred ``Resize``, exactly what serving does (``bearbot.preprocess``) 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +16,20 @@ from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
 
-from bearbot.imaging import DEFAULT_MAX_PIXELS, ImageError, open_image
+from bearbot.imaging import (  # IMAGE_SUFFIXES: bench/learning_curve.py imports it from here
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,  # noqa: F401
+    ImageError,
+    hash_fraction,
+    image_files,
+    open_image,
+    sha256_hex,
+)
+from bearbot.labels import parse_labels
 from bearbot.preprocess import fastai_item_tfms, read_item_image
 
 if TYPE_CHECKING:
     from fastai.data.core import DataLoaders
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
-
 
 class LabelledItem(Protocol):
     """Anything with a path and a label (``storage.dataset.DatasetEntry`` fits)."""
@@ -44,14 +49,21 @@ class LabelledImage:
     label: str
 
 
+def label_folders(root: Path) -> dict[str, Path]:
+    """Label → folder for each visible sub-folder of ``root`` (the book's ``bears/`` layout);
+    raises ValueError on bad names or fewer than two."""
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(folders) < 2:
+        raise ValueError(f"{root} needs one sub-folder per label, at least two (e.g. {root}/grizzly/*.jpg)")
+    labels = parse_labels(",".join(p.name for p in folders))
+    if len(labels) != len(folders):
+        raise ValueError("two sub-folders name the same label (names are compared in lower case)")
+    return dict(zip(labels, folders, strict=True))
+
+
 def folder_items(root: Path) -> list[LabelledImage]:
-    """Images under ``root/<label>/`` (the book's ``bears/`` layout), sorted for determinism."""
-    items = [
-        LabelledImage(path, sub.name)
-        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        for path in sorted(sub.rglob("*"))
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
-    ]
+    """Images under ``root/<label>/``, sorted for determinism."""
+    items = [LabelledImage(path, label) for label, folder in label_folders(root).items() for path in image_files(folder)]
     if not items:
         raise ValueError(f"{root} has no images in label sub-folders (expected {root}/<label>/*.jpg)")
     return items
@@ -59,8 +71,7 @@ def folder_items(root: Path) -> list[LabelledImage]:
 
 def content_bucket(path: Path, salt: str = "") -> float:
     """A number in [0, 1) fixed by the file's bytes: splits survive renames and added files."""
-    digest = hashlib.sha256(salt.encode() + path.read_bytes()).hexdigest()
-    return int(digest[:16], 16) / 2**64
+    return hash_fraction(sha256_hex(salt.encode() + path.read_bytes()))
 
 
 def split_by_content(

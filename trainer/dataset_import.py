@@ -6,22 +6,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bearbot.imaging import ImageError, inspect_image
-from bearbot.labels import parse_labels
+from bearbot.imaging import ImageError, inspect_image, visible_files
 from storage.dataset import ItemSource, PhashIndex
 from storage.store import Storage
+from trainer.data import label_folders
 from trainer.ingest import IngestReport, ingest_image
-
-
-def label_folders(root: Path) -> dict[str, Path]:
-    """Label → folder for each visible sub-folder of ``root``; raises ValueError on bad names."""
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(folders) < 2:
-        raise ValueError(f"{root} needs one sub-folder per label, at least two (e.g. {root}/grizzly/*.jpg)")
-    labels = parse_labels(",".join(p.name for p in folders))
-    if len(labels) != len(folders):
-        raise ValueError("two sub-folders name the same label (names are compared in lower case)")
-    return dict(zip(labels, folders, strict=True))
 
 
 def import_folder(storage: Storage, root: Path, *, progress: bool = True) -> IngestReport:
@@ -32,7 +21,7 @@ def import_folder(storage: Storage, root: Path, *, progress: bool = True) -> Ing
     reason, not fatal; each file is decoded once (the store reuses what the check found).
     """
     report = IngestReport()
-    files = [(label, path) for label, folder in label_folders(root).items() for path in _files(folder)]
+    files = [(label, path) for label, folder in label_folders(root).items() for path in visible_files(folder)]
     settings = storage.settings
     max_pixels, max_side, max_bytes = settings.max_image_pixels, settings.max_image_side, settings.max_download_bytes
     with storage.session() as session:
@@ -62,6 +51,3 @@ def import_folder(storage: Storage, root: Path, *, progress: bool = True) -> Ing
             report.count(result)
     return report
 
-
-def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from pydantic import SecretStr
 from telegram import Update
 
+from bearbot.imaging import IMAGE_SUFFIXES
 from bearbot.settings import Settings
 from bot.app import App, build_application, running
 from bot.console.fake_api import FakeBotApi, JSONDict, Sent
@@ -33,7 +34,6 @@ from bot.services import get_services
 from storage import runs
 
 CONSOLE_USER: JSONDict = {"id": 1, "is_bot": False, "first_name": "You", "username": "you"}
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 ALBUM_MAX = 10  # Telegram albums hold up to 10 items
 BOT = "bearbot ›"
 YOU = "you ›"
