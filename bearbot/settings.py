@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     max_image_side: int = Field(2560, ge=64, validation_alias=_env("BEARBOT_MAX_IMAGE_SIDE"))
     # Uploads decoded at once by one bot process (each holds up to max side² × 3 bytes).
     max_concurrent_decodes: int = Field(2, ge=1, validation_alias=_env("BEARBOT_MAX_CONCURRENT_DECODES"))
+    # Micro-batching (bot/batching.py): photos waiting for the model share one forward pass of at most
+    # this many; the first waits at most batch_wait_ms for company. 1 turns batching off.
+    batch_max_size: int = Field(8, ge=1, le=64, validation_alias=_env("BEARBOT_BATCH_MAX_SIZE"))
+    batch_wait_ms: float = Field(5.0, ge=0.0, le=1000.0, validation_alias=_env("BEARBOT_BATCH_WAIT_MS"))
 
     # --- Model and training -----------------------------------------------------------------
     labels: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_LABELS, validation_alias=_env("BEARBOT_LABELS"))

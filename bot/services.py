@@ -16,6 +16,7 @@ from telegram.ext import Application, CallbackContext
 from bearbot.imaging import Decoded, decode
 from bearbot.prediction import Classifier, Prediction
 from bearbot.settings import Settings
+from bot.batching import MicroBatcher
 from bot.limits import UserLimits
 from bot.model_holder import ModelHolder
 from storage.store import Storage
@@ -36,9 +37,13 @@ class BotServices:
     inference: ThreadPoolExecutor  # predictions; kept apart so DB work and /help never queue behind them
     owns_storage: bool = True
     decodes: asyncio.Semaphore = field(init=False)
+    batcher: MicroBatcher = field(init=False)  # photos waiting for the model share a forward pass
 
     def __post_init__(self) -> None:
         self.decodes = asyncio.Semaphore(self.settings.max_concurrent_decodes)
+        self.batcher = MicroBatcher(
+            self.inference, max_batch=self.settings.batch_max_size, max_wait_ms=self.settings.batch_wait_ms
+        )
 
     async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
         """Run ``fn(session, **kwargs)`` in one transaction on a worker thread."""
@@ -64,9 +69,9 @@ class BotServices:
             return await asyncio.get_running_loop().run_in_executor(self.inference, work)
 
     async def predict_image(self, classifier: Classifier, image: Image.Image) -> Prediction:
-        """Classify a decoded image on the inference pool with the given (already taken) model reference."""
-        work = functools.partial(classifier.predict_images, [image])
-        return (await asyncio.get_running_loop().run_in_executor(self.inference, work))[0]
+        """Classify a decoded image on the inference pool with the given (already taken) model reference,
+        in one batch with the other photos waiting for it (:class:`bot.batching.MicroBatcher`)."""
+        return await self.batcher.predict(classifier, image)
 
     def is_admin(self, telegram_id: int | None) -> bool:
         return telegram_id is not None and telegram_id in self.settings.admin_ids
@@ -74,6 +79,7 @@ class BotServices:
     async def aclose(self) -> None:
         """Release what the services hold (the bot calls this from ``post_shutdown``)."""
         await self.models.stop()
+        await self.batcher.aclose()
         await self.http.aclose()
         self.inference.shutdown(wait=True, cancel_futures=True)
         if self.owns_storage:
