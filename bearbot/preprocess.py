@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image, to_rgb
+from bearbot.imaging import open_image, to_rgb
 
 
 def center_crop_resize(img: Image.Image, size: int) -> Image.Image:
@@ -33,18 +33,6 @@ def to_batch(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return (batch - mean_t) / std_t
-
-
-def preprocess_image(img: Image.Image, *, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """One decoded RGB image → a (1, 3, size, size) normalised tensor."""
-    return to_batch([center_crop_resize(img, size)], mean, std)
-
-
-def preprocess_bytes(
-    data: bytes, *, size: int, mean: Sequence[float], std: Sequence[float], max_pixels: int = DEFAULT_MAX_PIXELS
-) -> torch.Tensor:
-    """Encoded image bytes → model input; raises ``ImageError`` for bad input."""
-    return preprocess_image(open_image(data, max_pixels=max_pixels), size=size, mean=mean, std=std)
 
 
 def read_item_image(item: object) -> Image.Image:

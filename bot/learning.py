@@ -15,15 +15,15 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import update
 from telegram.error import TelegramError
 from telegram.ext import Application, ContextTypes
 
 from bearbot.settings import Settings, settings_to_env
 from bot.notices import announce_learned
 from bot.plots import run_plots, send_plots
+from bot.services import BotServices, get_services
 from storage import runs, snapshot
 from storage.models import RunStatus, TrainingRun, Trigger
 from storage.store import Storage
@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 
 DISPATCH_SECONDS = 3.0
 CORRECTIONS_CHECK_SECONDS = 60.0
-
-
-class HasStorage(Protocol):
-    settings: Settings
-    storage: Storage
 
 
 @dataclass(frozen=True)
@@ -77,7 +72,7 @@ def _queue(storage: Storage, trigger: Trigger, user_id: int | None, chat_id: int
 
 
 async def request_retrain(
-    services: HasStorage, *, trigger: Trigger, user_id: int | None, chat_id: int | None
+    services: BotServices, *, trigger: Trigger, user_id: int | None, chat_id: int | None
 ) -> RetrainRequest:
     """Queue a training run (or join the active one); never blocks the event loop."""
     return await asyncio.to_thread(_queue, services.storage, trigger, user_id, chat_id)
@@ -88,10 +83,7 @@ def _claim_notifications(storage: Storage) -> list[tuple[TrainingRun, str]]:
     claimed: list[tuple[TrainingRun, str]] = []
     with storage.session() as session:
         for run in runs.unnotified_finished(session):
-            won = session.execute(
-                update(TrainingRun).where(TrainingRun.id == run.id, TrainingRun.notified.is_(False)).values(notified=True)
-            )
-            if won.rowcount == 1:  # type: ignore[attr-defined]
+            if runs.claim_notification(session, run_id=run.id):
                 claimed.append((run, runs.describe_run(run)))
     return claimed
 
@@ -131,7 +123,7 @@ def _needs_trainer(storage: Storage) -> bool:
 
 async def _dispatch(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Start a trainer for queued runs (local mode) and announce finished runs."""
-    services: HasStorage = context.application.bot_data["services"]
+    services = get_services(context)
     state: LearningState = context.application.bot_data["learning"]
     settings = services.settings
     if state.process is not None and state.process.poll() is not None:
@@ -160,20 +152,17 @@ async def _dispatch(context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def _scheduled(context: ContextTypes.DEFAULT_TYPE) -> None:
     """The periodic retrain (interval or cron)."""
-    services: HasStorage = context.application.bot_data["services"]
+    services = get_services(context)
     result = await request_retrain(services, trigger=Trigger.SCHEDULE, user_id=None, chat_id=None)
     log.info("scheduled retrain: %s", result.message)
 
 
 async def _corrections_check(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Queue a run once enough accepted corrections wait to be learned."""
-    services: HasStorage = context.application.bot_data["services"]
+    services = get_services(context)
 
-    def waiting() -> int:
-        with services.storage.session() as session:
-            return len(snapshot.corrections_waiting(session))
-
-    if await asyncio.to_thread(waiting) >= services.settings.retrain_min_corrections:
+    waiting = await services.storage.in_thread(lambda session: len(snapshot.corrections_waiting(session)))
+    if waiting >= services.settings.retrain_min_corrections:
         result = await request_retrain(services, trigger=Trigger.CORRECTIONS, user_id=None, chat_id=None)
         log.info("corrections trigger: %s", result.message)
 
@@ -187,7 +176,7 @@ def _reap(storage: Storage, pid: int, code: int, started: datetime | None) -> No
             log.warning("training run #%s failed: %s", run.id, reason)
 
 
-def _recover(services: HasStorage) -> None:
+def _recover(services: BotServices) -> None:
     settings = services.settings
     with services.storage.session() as session:
         for run in runs.recover_stale_runs(
@@ -199,7 +188,7 @@ def _recover(services: HasStorage) -> None:
 
 def install_learning(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     """Recover dead runs and add the learning jobs. Needs ``bot_data['services']`` and a JobQueue."""
-    services: HasStorage = application.bot_data["services"]
+    services = get_services(application)
     settings = services.settings
     application.bot_data["learning"] = LearningState()
     _recover(services)

@@ -46,13 +46,8 @@ class BotServices:
         )
 
     async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        """Run ``fn(session, **kwargs)`` in one transaction on a worker thread."""
-
-        def work() -> T:
-            with self.storage.session() as session:
-                return fn(session, **kwargs)
-
-        return await asyncio.to_thread(work)
+        """Run ``fn(session, **kwargs)`` in one transaction on a worker thread (:meth:`Storage.in_thread`)."""
+        return await self.storage.in_thread(fn, **kwargs)
 
     async def predict(self, classifier: Classifier, data: bytes) -> Prediction:
         """Classify ``data`` on the inference pool with the given (already taken) model reference."""

@@ -134,10 +134,6 @@ def count_by_status(session: Session) -> dict[CorrectionStatus, int]:
     return {status: int(counts.get(status, 0)) for status in CorrectionStatus}
 
 
-def corrections_of_prediction(session: Session, *, prediction_id: int) -> list[Correction]:
-    return list(session.scalars(select(Correction).where(Correction.prediction_id == prediction_id)))
-
-
 def predicted_label(session: Session, *, correction: Correction) -> str | None:
     """What the model had said for the corrected prediction, if known."""
     if correction.prediction_id is None:

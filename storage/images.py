@@ -26,9 +26,6 @@ class ImageStore:
         """Absolute path of an image's bytes."""
         return self.root / image.path
 
-    def read(self, image: Image) -> bytes:
-        return self.path_of(image).read_bytes()
-
     def find(self, session: Session, *, sha256: str) -> Image | None:
         return session.scalar(select(Image).where(Image.sha256 == sha256))
 

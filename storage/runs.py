@@ -246,8 +246,12 @@ def unnotified_finished(session: Session) -> list[TrainingRun]:
     )
 
 
-def mark_notified(session: Session, *, run_id: int) -> None:
-    session.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(notified=True))
+def claim_notification(session: Session, *, run_id: int) -> bool:
+    """Mark a run as told; True only for the one session (of any replica) that flipped the flag."""
+    won = session.execute(
+        update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.notified.is_(False)).values(notified=True)
+    )
+    return won.rowcount == 1  # type: ignore[attr-defined]
 
 
 def describe_run(run: TrainingRun) -> str:

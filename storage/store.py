@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from bearbot.settings import Settings
 from storage.db import make_engine, make_session_factory, session_scope, upgrade
 from storage.images import ImageStore
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -28,6 +32,16 @@ class Storage:
         """A unit of work that commits on success and rolls back on error."""
         with session_scope(self.sessions) as session:
             yield session
+
+    async def in_thread(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run ``fn(session, **kwargs)`` in one :meth:`session` on a worker thread, so an event
+        loop never waits on the database."""
+
+        def work() -> T:
+            with self.session() as session:
+                return fn(session, **kwargs)
+
+        return await asyncio.to_thread(work)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -29,6 +29,3 @@ def upsert_user(session: Session, *, telegram_id: int, display_name: str, is_adm
 def get_user(session: Session, *, telegram_id: int) -> User | None:
     return session.scalar(select(User).where(User.telegram_id == telegram_id))
 
-
-def admins(session: Session) -> list[User]:
-    return list(session.scalars(select(User).where(User.role == Role.ADMIN)))

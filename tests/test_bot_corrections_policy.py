@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bearbot.prediction import Prediction as Answer
 from storage import corrections, predictions, snapshot
-from storage.models import CorrectionStatus, Origin
+from storage.models import Correction, CorrectionStatus, Origin
 from storage.store import Storage
 from storage.users import upsert_user
 from tests.helpers import image_bytes
@@ -51,7 +52,7 @@ def test_two_users_agreeing_accept_and_a_changed_mind_starts_over(storage: Stora
         assert _record(session, pred, users[1], "teddy").status == CorrectionStatus.PENDING
         second = _record(session, pred, users[2], "grizzly")
         assert second.status == CorrectionStatus.ACCEPTED and second.agreeing_users == 2
-        statuses = {c.user_id: c.status for c in corrections.corrections_of_prediction(session, prediction_id=pred)}
+        statuses = {c.user_id: c.status for c in session.scalars(select(Correction).where(Correction.prediction_id == pred))}
         assert statuses == {users[0]: CorrectionStatus.ACCEPTED, users[1]: CorrectionStatus.PENDING,
                             users[2]: CorrectionStatus.ACCEPTED}
         assert len(snapshot.corrections_waiting(session)) == 2

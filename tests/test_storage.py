@@ -27,7 +27,7 @@ def test_image_round_trip_and_dedup(storage: Storage) -> None:
         assert len(stored) == 1
         assert (stored[0].width, stored[0].height, stored[0].format) == (64, 48, "JPEG")
         assert len(stored[0].phash) == 16 and stored[0].origin == Origin.UPLOAD
-        assert storage.images.read(stored[0]) == data
+        assert storage.images.path_of(stored[0]).read_bytes() == data
     files = [p for p in storage.images.root.rglob("*") if p.is_file()]
     assert len(files) == 1
 
