@@ -18,8 +18,8 @@ from pathlib import Path
 import imagehash
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-DEFAULT_MAX_PIXELS = 40_000_000
-DEFAULT_MAX_SIDE = 2560  # = Settings.max_image_side; the largest photo size Telegram sends
+from bearbot.settings import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
+
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"})
 # File names worth offering to the decoder when walking a folder (the decoder still decides).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})

@@ -34,17 +34,11 @@ import torch
 from torch import nn
 
 from bearbot.backbone import IMAGENET_BEAR_CLASSES, IMAGENET_CLASS_FOR_LABEL, Backbone
+from bearbot.settings import DEFAULT_SERVE_SIZE  # why 288: there
 
 log = logging.getLogger(__name__)
 
 
-# The size models see photos at (square centre crop), v0's and, by default (BEARBOT_IMAGE_SIZE),
-# trained ones': 9/7 of ImageNet's 224 px training crops. Nets trained on random-resized crops
-# learn objects larger than a full-image resize to the same size shows them; testing ~1.3× larger
-# compensates (Touvron et al. 2019, "FixRes": best test size 288 for training at 224). Measured
-# with v0 on all 332 photos of ../shared/data/bears: 2.41 % error at 224, 1.81 % at 256 and 288,
-# 1.20 % at 320 (chosen while looking at that folder, so treat it as tuned to it).
-DEFAULT_SERVE_SIZE = 288
 
 
 class BearNet(nn.Module):

@@ -11,7 +11,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bearbot.labels import DEFAULT_LABELS, parse_labels
@@ -21,85 +28,92 @@ class SettingsError(Exception):
     """A setting has a bad value; the message is one line that names it."""
 
 
-def _env(name: str) -> AliasChoices:
-    # Accept the exact environment name only (case-insensitive on read), so the error names it too.
-    return AliasChoices(name)
+# Defaults that code outside the settings also needs (functions' keyword defaults); one source each.
+DEFAULT_MAX_PIXELS = 40_000_000  # decompression-bomb guard: larger non-JPEG images are refused
+DEFAULT_MAX_SIDE = 2560  # the largest photo size Telegram sends; longer JPEG sides shrink while decoding
+DEFAULT_BEAR_THRESHOLD = 0.88  # "is this a bear" cut-off, measured by bench/not_bear.py (bearbot/model_def.py)
+# The size models see photos at (square centre crop), v0's and, by default (BEARBOT_IMAGE_SIZE),
+# trained ones': 9/7 of ImageNet's 224 px training crops. Nets trained on random-resized crops
+# learn objects larger than a full-image resize to the same size shows them; testing ~1.3× larger
+# compensates (Touvron et al. 2019, "FixRes": best test size 288 for training at 224). Measured
+# with v0 on all 332 photos of ../shared/data/bears: 2.41 % error at 224, 1.81 % at 256 and 288,
+# 1.20 % at 320 (chosen while looking at that folder, so treat it as tuned to it).
+DEFAULT_SERVE_SIZE = 288
 
 
 class Settings(BaseSettings):
     """All configuration. Construct with :func:`load_settings` to get one-line errors."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        # Every field is read from BEARBOT_<FIELD>, except the two Telegram names that keep their own.
+        env_prefix="BEARBOT_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
     # --- Telegram -------------------------------------------------------------------------
-    telegram_bot_token: SecretStr | None = Field(None, validation_alias=_env("TELEGRAM_BOT_TOKEN"))
-    telegram_api_url: str = Field("https://api.telegram.org", validation_alias=_env("TELEGRAM_API_URL"))
-    admin_ids: Annotated[frozenset[int], NoDecode] = Field(
-        frozenset(), validation_alias=_env("BEARBOT_ADMIN_IDS")
-    )
-    webhook_url: str | None = Field(None, validation_alias=_env("BEARBOT_WEBHOOK_URL"))
-    webhook_listen: str = Field("0.0.0.0", validation_alias=_env("BEARBOT_WEBHOOK_LISTEN"))
-    webhook_port: int = Field(8443, ge=1, le=65535, validation_alias=_env("BEARBOT_WEBHOOK_PORT"))
+    telegram_bot_token: SecretStr | None = Field(None, validation_alias="TELEGRAM_BOT_TOKEN")
+    telegram_api_url: str = Field("https://api.telegram.org", validation_alias="TELEGRAM_API_URL")
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    webhook_url: str | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = Field(8443, ge=1, le=65535)
     # Required in webhook mode: Telegram sends it in a header and updates without it are refused.
-    webhook_secret: SecretStr | None = Field(None, validate_default=True, validation_alias=_env("BEARBOT_WEBHOOK_SECRET"))
-    concurrent_updates: int = Field(32, ge=1, validation_alias=_env("BEARBOT_CONCURRENT_UPDATES"))
-    photos_per_minute: int = Field(20, ge=1, validation_alias=_env("BEARBOT_PHOTOS_PER_MINUTE"))
-    corrections_per_minute: int = Field(10, ge=1, validation_alias=_env("BEARBOT_CORRECTIONS_PER_MINUTE"))
+    webhook_secret: SecretStr | None = Field(None, validate_default=True)
+    concurrent_updates: int = Field(32, ge=1)
+    photos_per_minute: int = Field(20, ge=1)
+    corrections_per_minute: int = Field(10, ge=1)
     # Replies to stickers, plain text and unknown commands per user per minute; beyond, silence.
-    chatter_per_minute: int = Field(10, ge=1, validation_alias=_env("BEARBOT_CHATTER_PER_MINUTE"))
+    chatter_per_minute: int = Field(10, ge=1)
     # Telegram's cloud Bot API serves getFile downloads up to 20 MB; a self-hosted server lifts it.
-    max_download_bytes: int = Field(20 * 1024 * 1024, ge=1, validation_alias=_env("BEARBOT_MAX_DOWNLOAD_BYTES"))
+    max_download_bytes: int = Field(20 * 1024 * 1024, ge=1)
 
     # --- Storage ----------------------------------------------------------------------------
-    data_dir: Path = Field(Path("./var"), validation_alias=_env("BEARBOT_DATA_DIR"))
-    database_url: str | None = Field(None, validation_alias=_env("BEARBOT_DATABASE_URL"))
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
 
     # --- Images -----------------------------------------------------------------------------
-    max_image_pixels: int = Field(40_000_000, ge=1, validation_alias=_env("BEARBOT_MAX_IMAGE_PIXELS"))
+    max_image_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1)
     # Longer sides are shrunk while a JPEG decodes (other formats are refused): Telegram sends 2560 at most.
-    max_image_side: int = Field(2560, ge=64, validation_alias=_env("BEARBOT_MAX_IMAGE_SIDE"))
+    max_image_side: int = Field(DEFAULT_MAX_SIDE, ge=64)
     # Uploads decoded at once by one bot process (each holds up to max side² × 3 bytes).
-    max_concurrent_decodes: int = Field(2, ge=1, validation_alias=_env("BEARBOT_MAX_CONCURRENT_DECODES"))
+    max_concurrent_decodes: int = Field(2, ge=1)
     # Micro-batching (bot/batching.py): photos waiting for the model share one forward pass of at most
     # this many; the first waits at most batch_wait_ms for company. 1 turns batching off.
-    batch_max_size: int = Field(8, ge=1, le=64, validation_alias=_env("BEARBOT_BATCH_MAX_SIZE"))
-    batch_wait_ms: float = Field(5.0, ge=0.0, le=1000.0, validation_alias=_env("BEARBOT_BATCH_WAIT_MS"))
+    batch_max_size: int = Field(8, ge=1, le=64)
+    batch_wait_ms: float = Field(5.0, ge=0.0, le=1000.0)
 
     # --- Model and training -----------------------------------------------------------------
-    labels: Annotated[tuple[str, ...], NoDecode] = Field(DEFAULT_LABELS, validation_alias=_env("BEARBOT_LABELS"))
-    arch: str = Field("efficientnet_lite0", validation_alias=_env("BEARBOT_ARCH"))
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", validation_alias=_env("BEARBOT_DEVICE"))
-    bear_threshold: float = Field(0.88, ge=0.0, le=1.0, validation_alias=_env("BEARBOT_BEAR_THRESHOLD"))
-    train_batch_size: int | None = Field(None, ge=1, validation_alias=_env("BEARBOT_TRAIN_BATCH_SIZE"))
-    image_size: int = Field(288, ge=32, validation_alias=_env("BEARBOT_IMAGE_SIZE"))
-    golden_fraction: float = Field(0.2, gt=0.0, lt=1.0, validation_alias=_env("BEARBOT_GOLDEN_FRACTION"))
+    labels: Annotated[tuple[str, ...], NoDecode] = DEFAULT_LABELS
+    arch: str = "efficientnet_lite0"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bear_threshold: float = Field(DEFAULT_BEAR_THRESHOLD, ge=0.0, le=1.0)
+    train_batch_size: int | None = Field(None, ge=1)
+    image_size: int = Field(DEFAULT_SERVE_SIZE, ge=32)
+    golden_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     # The retrain gate (trainer/gate.py): promote only when fixes outnumber breaks at this one-sided
     # sign-test level, judged on golden photos and on users' reviewed photos cross-fitted in this many folds.
-    gate_alpha: float = Field(0.05, gt=0.0, le=1.0, validation_alias=_env("BEARBOT_GATE_ALPHA"))
-    gate_folds: int = Field(5, ge=2, le=20, validation_alias=_env("BEARBOT_GATE_FOLDS"))
+    gate_alpha: float = Field(0.05, gt=0.0, le=1.0)
+    gate_folds: int = Field(5, ge=2, le=20)
 
     # --- Learning loop ----------------------------------------------------------------------
-    retrain_interval_hours: float = Field(24.0, ge=0.0, validation_alias=_env("BEARBOT_RETRAIN_INTERVAL_HOURS"))
-    retrain_cron: str | None = Field(None, validation_alias=_env("BEARBOT_RETRAIN_CRON"))
-    retrain_min_corrections: int = Field(20, ge=1, validation_alias=_env("BEARBOT_RETRAIN_MIN_CORRECTIONS"))
-    corrections_to_accept: int = Field(2, ge=1, validation_alias=_env("BEARBOT_CORRECTIONS_TO_ACCEPT"))
-    model_poll_seconds: float = Field(5.0, gt=0.0, validation_alias=_env("BEARBOT_MODEL_POLL_SECONDS"))
+    retrain_interval_hours: float = Field(24.0, ge=0.0)
+    retrain_cron: str | None = None
+    retrain_min_corrections: int = Field(20, ge=1)
+    corrections_to_accept: int = Field(2, ge=1)
+    model_poll_seconds: float = Field(5.0, gt=0.0)
     # local: the bot starts a trainer process for queued runs; external: a `bearbot worker` elsewhere does.
-    trainer_mode: Literal["local", "external"] = Field("local", validation_alias=_env("BEARBOT_TRAINER_MODE"))
+    trainer_mode: Literal["local", "external"] = "local"
     # A run still "running" this long after it started is presumed dead, heartbeat or not.
-    run_stale_hours: float = Field(6.0, gt=0.0, validation_alias=_env("BEARBOT_RUN_STALE_HOURS"))
+    run_stale_hours: float = Field(6.0, gt=0.0)
     # A worker renews its run's lease every quarter of this; a run not renewed for this long is failed.
-    run_lease_seconds: float = Field(120.0, ge=5.0, validation_alias=_env("BEARBOT_RUN_LEASE_SECONDS"))
+    run_lease_seconds: float = Field(120.0, ge=5.0)
     # Model files kept: the newest N versions plus the serving one and N steps of its rollback chain.
-    keep_model_versions: int = Field(5, ge=1, validation_alias=_env("BEARBOT_KEEP_MODEL_VERSIONS"))
+    keep_model_versions: int = Field(5, ge=1)
 
     # --- Dataset search ---------------------------------------------------------------------
-    search_query_template: str = Field("{label} bear", validation_alias=_env("BEARBOT_SEARCH_QUERY_TEMPLATE"))
-    search_per_label: int = Field(150, ge=1, validation_alias=_env("BEARBOT_SEARCH_PER_LABEL"))
+    search_query_template: str = "{label} bear"
+    search_per_label: int = Field(150, ge=1)
 
-    log_level: str = Field("INFO", validation_alias=_env("BEARBOT_LOG_LEVEL"))
+    log_level: str = "INFO"
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -203,9 +217,7 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
 def env_name(field: str) -> str:
     """The environment variable that sets ``field`` (e.g. ``data_dir`` → ``BEARBOT_DATA_DIR``)."""
     alias = Settings.model_fields[field].validation_alias
-    if isinstance(alias, AliasChoices):
-        return str(alias.choices[0])
-    return field.upper()
+    return alias if isinstance(alias, str) else f"{Settings.model_config['env_prefix']}{field.upper()}"
 
 
 ENV_FILE_VAR = "BEARBOT_ENV_FILE"
