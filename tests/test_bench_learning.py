@@ -1,15 +1,13 @@
-"""The learning benchmarks run end to end on a small folder (so they do not rot between uses)."""
+"""The learning benchmarks run end to end on small folders (so they do not rot between uses)."""
 
 from __future__ import annotations
 
-import argparse
+import shutil
 import sys
-from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image, ImageOps
 
 pytestmark = pytest.mark.slow
 
@@ -18,39 +16,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fixture bears and their mirror images: 8 photos per label."""
-    root = tmp_path_factory.mktemp("bears")
-    for src in sorted((FIXTURES / "bears").glob("*/*.jpg")):
-        (root / src.parent.name).mkdir(exist_ok=True)
-        (root / src.parent.name / src.name).write_bytes(src.read_bytes())
-        ImageOps.mirror(Image.open(src).convert("RGB")).save(root / src.parent.name / f"m-{src.name}", quality=90)
+def stream(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another "source": the hard photos, filed by label (cinnamon black bears, brown grizzlies)."""
+    root = tmp_path_factory.mktemp("stream")
+    for src in sorted((FIXTURES / "hard").glob("*.jpg")):
+        label = src.name.split("_")[0]
+        (root / label).mkdir(exist_ok=True)
+        shutil.copy(src, root / label / src.name)
     return root
 
 
-def test_learning_curve_two_cycles(photos: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from bench import learning_curve
-
+def run_main(module: object, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     torch.set_num_threads(2)
-    monkeypatch.chdir(tmp_path)
-    args = argparse.Namespace(base=0.5, stream=0.25, partial=0.5, adversarial=1, cycles=2)
-    result = learning_curve.one_seed(photos, 0, "adversarial", args)
-    assert result.n_test == 6 and len(result.afters) == 2 and len(result.statuses) == 2
-    assert all(status in ("succeeded", "rejected") for status in result.statuses), result.statuses
-    assert 0 <= result.corrected <= result.wrong_in_stream
-    assert result.never_worse == all(b <= a for a, b in pairwise([result.before, *result.afters]))
-    assert "total adversarial" in learning_curve.summarize([result], "adversarial")
-
-
-def test_recipe_sweep_prints_a_table(photos: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from bench import recipe_sweep
-
-    torch.set_num_threads(2)
-    argv = ["recipe_sweep", "--data", str(photos), "--seeds", "0", "--weights", "4", "--l2", "0.01",
-            "--base", "0.5", "--stream", "0.25", "--variants", "all"]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "argv", argv)
-        recipe_sweep.main()
-    out = capsys.readouterr().out
-    assert "variant all, 1 seeds" in out
-    assert out.count("| weight 4, λ 0.01, flip") == 2
+        module.main()  # type: ignore[attr-defined]
+    return capsys.readouterr().out
+
+
+def test_learning_curve_cross_source(stream: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import learning_curve
+
+    argv = ["learning_curve", "--base", str(FIXTURES / "bears"), "--stream", str(stream), "--seeds", "0",
+            "--stream-share", "0.6", "--cycles", "2", "--alpha", "1.0"]
+    out = run_main(learning_curve, argv, capsys)
+    rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 1 and all(("succeeded" in r or "rejected" in r) for r in rows), out
+    assert "pooled unseen errors:" in out and "paired on unseen photos:" in out
+    assert "promoted but worse on unseen photos:" in out
+
+
+def test_near_duplicates_never_straddle_the_split() -> None:
+    from bench import learning_curve as lc
+
+    photos = [lc.Photo(Path(f"{i}.jpg"), "black", h, str(i)) for i, h in enumerate([0b0, 0b11, 0xFFFF0000, 0xFFFF0001])]
+    for seed in range(5):
+        a, b = lc.split_groups(photos, __import__("random").Random(seed), [0.5, 1.0])
+        for part in (a, b):  # 0/1 and 2/3 are 2 and 1 bits apart: each pair on one side
+            names = {p.sha256 for p in part}
+            assert ({"0", "1"} <= names or not {"0", "1"} & names) and ({"2", "3"} <= names or not {"2", "3"} & names)
+
+
+def test_recipe_sweep_prints_a_table(stream: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import recipe_sweep
+
+    argv = ["recipe_sweep", "--base", str(FIXTURES / "bears"), "--stream", str(stream), "--seeds", "1",
+            "--correction-weights", "4", "--confirmation-weights", "0", "4", "--l2", "0.01", "--base-weights", "1"]
+    out = run_main(recipe_sweep, argv, capsys)
+    assert "zero-shot:" in out and out.count("| 4 | ") == 2
