@@ -35,7 +35,7 @@ from trainer.export import export_learner
 from trainer.features import FeatureTable, feature_table
 from trainer.head_fit import fit_head
 
-EXPORT_NAME = "learner.pkl"
+EXPORT_NAME = "model.safetensors"  # the fastai learner goes beside it (trainer/export.py)
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def train_candidate(
     progress: bool = True,
 ) -> TrainResult:
     """Refit the zero-shot model's head on ``train_items``, report on ``valid_items``, export
-    ``out_dir/export/learner.pkl``. With no ``valid_items``, ~15 % of ``train_items`` are held out by
+    ``out_dir/export/model.safetensors``. With no ``valid_items``, ~15 % of ``train_items`` are held out by
     content hash. (The retrain pipeline, :mod:`trainer.pipeline`, uses the same pieces with its gate.)
     """
     cfg = config or default_config(settings)
