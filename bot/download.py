@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 from telegram import Bot, Message
-from telegram._utils.files import is_local_file
 from telegram.error import BadRequest
 
 
@@ -60,16 +59,19 @@ async def download(bot: Bot, http: httpx.AsyncClient, ref: FileRef, *, limit: in
         raise TooLargeError(tg_file.file_size, limit)
     if not tg_file.file_path:
         raise DownloadError("the Bot API server gave no file path")
-    if is_local_file(tg_file.file_path):  # a self-hosted Bot API server in --local mode
+    if not tg_file.file_path.startswith(("http://", "https://")):  # a self-hosted Bot API server in --local mode
         return await asyncio.to_thread(_read_local, Path(tg_file.file_path), limit)
     return await _fetch(http, tg_file.file_path, limit)
 
 
 def _read_local(path: Path, limit: int) -> bytes:
-    size = path.stat().st_size
-    if size > limit:
-        raise TooLargeError(size, limit)
-    return path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise TooLargeError(size, limit)
+        return path.read_bytes()
+    except OSError as exc:
+        raise DownloadError(f"the Bot API server's local file could not be read ({type(exc).__name__})") from None
 
 
 async def _fetch(http: httpx.AsyncClient, url: str, limit: int) -> bytes:

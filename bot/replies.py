@@ -121,6 +121,14 @@ def usage_correct(labels: Sequence[str]) -> str:
     )
 
 
+def slow_down(what: str, per_minute: int, wait: float) -> str:
+    """The reply to a user over a per-minute limit (``what``: "photos", "corrections")."""
+    return (
+        f"Slow down a little: I take up to {per_minute} {what} a minute per person. "
+        f"Try again in {max(1, round(wait))} s."
+    )
+
+
 def echo(text: str, limit: int = MAX_ECHO) -> str:
     """User text to quote back, cut to ``limit`` characters (with '…') so a reply always fits."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -20,8 +20,7 @@ def list_cmd() -> None:
     from storage import model_versions
     from storage.store import open_storage
 
-    store = open_storage(settings_or_exit())
-    with store.session() as session:
+    with open_storage(settings_or_exit()) as store, store.session() as session:
         versions = model_versions.list_versions(session)
         if not versions:
             typer.echo("no model versions yet (the built-in zero-shot model is recorded as v1 on first use)")
@@ -32,7 +31,6 @@ def list_cmd() -> None:
             typer.echo(f"{mark} v{v.id:<3} {v.arch:<20} {_fmt_metrics(v.metrics):<22} {created}  {artifact}")
             if v.load_error:  # a bot could not load it (and fell back), or its file was cleaned up
                 typer.echo(f"         ! cannot be loaded: {v.load_error.splitlines()[0][:200]}")
-    store.close()
 
 
 @app.command("rollback")
@@ -41,13 +39,11 @@ def rollback_cmd() -> None:
     from storage import model_versions
     from storage.store import open_storage
 
-    store = open_storage(settings_or_exit())
-    with store.session() as session:
+    with open_storage(settings_or_exit()) as store, store.session() as session:
         target = model_versions.rollback(session)
         if target is None:
             raise fail("nothing to roll back to: the active version has no predecessor")
         typer.echo(f"active model is now v{target.id}")
-    store.close()
 
 
 @app.command("activate")
@@ -56,11 +52,9 @@ def activate_cmd(version: int = typer.Argument(..., help="Model version id (see 
     from storage import model_versions
     from storage.store import open_storage
 
-    store = open_storage(settings_or_exit())
-    with store.session() as session:
+    with open_storage(settings_or_exit()) as store, store.session() as session:
         try:
             model_versions.activate_version(session, version_id=version)
         except LookupError as exc:
             raise fail(str(exc)) from None
         typer.echo(f"active model is now v{version}")
-    store.close()

@@ -25,6 +25,7 @@ from bot.replies import (
     parse_feedback,
     prediction_id_of,
     prediction_text,
+    slow_down,
     unknown_label,
     usage_correct,
 )
@@ -118,7 +119,7 @@ async def correct_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         return
     wait = services.limits.corrections.hit(user.id)
     if wait:
-        await message.reply_text(f"Too many corrections at once; try again in {max(1, round(wait))} s.")
+        await message.reply_text(slow_down("corrections", services.settings.corrections_per_minute, wait))
         return
     # The bot's answer carries its prediction id in the buttons; a user's photo is looked up.
     result = await services.db(
@@ -153,7 +154,7 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     prediction_id, label = parsed
     wait = services.limits.corrections.hit(user.id)
     if wait:
-        await query.answer(f"Too many corrections at once; try again in {max(1, round(wait))} s.", show_alert=True)
+        await query.answer(slow_down("corrections", services.settings.corrections_per_minute, wait), show_alert=True)
         return
     result = await services.db(
         _record, services=services, user=user, label=label, prediction_id=prediction_id,

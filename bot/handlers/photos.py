@@ -13,7 +13,7 @@ from bearbot.imaging import ImageError, ImageInfo
 from bearbot.prediction import Prediction as Answer
 from bot.download import DownloadError, TooLargeError, download, image_ref
 from bot.handlers.common import upsert
-from bot.replies import NOT_AN_IMAGE, feedback_keyboard, prediction_text
+from bot.replies import NOT_AN_IMAGE, feedback_keyboard, prediction_text, slow_down
 from bot.services import BotServices, get_services
 from storage.models import Origin
 from storage.predictions import record_prediction, set_reply_message
@@ -49,10 +49,7 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     wait = services.limits.photos.hit(user.id)
     if wait:
-        await message.reply_text(
-            f"Slow down a little: I look at up to {services.settings.photos_per_minute} photos a minute per person. "
-            f"Try again in {max(1, round(wait))} s."
-        )
+        await message.reply_text(slow_down("photos", services.settings.photos_per_minute, wait))
         return
     limit = services.settings.max_download_bytes
     try:
