@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bearbot.imaging import hash_distance, hash_fraction
 from storage.images import ImageStore
-from storage.models import DatasetItem, Image, Split
+from storage.models import DatasetItem, Image, ItemSource, Split
 
 # Thresholds on the Hamming distance between two 64-bit difference hashes (bearbot.imaging).
 # Measured on ../shared/data/bears, all 332 photos (its manifest's dhash is the bitwise
@@ -38,12 +38,6 @@ NEAR_DUPLICATE_DISTANCE = 6
 SAME_SIDE_DISTANCE = 10
 # Golden gets settings.golden_fraction of the hash buckets, valid the next VALID_FRACTION.
 VALID_FRACTION = 0.1
-
-
-class ItemSource(enum.StrEnum):
-    SEARCH = "search"
-    IMPORT = "import"
-    CORRECTION = "correction"
 
 
 class Outcome(enum.StrEnum):
@@ -208,7 +202,7 @@ def add_correction_item(
     if existing.source != ItemSource.CORRECTION and existing.label != label and not may_relabel_curated:
         return AddResult(Outcome.KEPT_CURATED, existing)
     existing.label = label
-    existing.source = str(ItemSource.CORRECTION)
+    existing.source = ItemSource.CORRECTION
     existing.correction_id = correction_id
     existing.split = Split.TRAIN
     session.flush()

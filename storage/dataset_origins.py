@@ -5,9 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.models import DatasetItem, Image
-
-CORRECTION_SOURCE = "correction"
+from storage.models import DatasetItem, Image, ItemSource
 
 
 def corrected_items_by_origin(session: Session) -> dict[str, int]:
@@ -19,7 +17,7 @@ def corrected_items_by_origin(session: Session) -> dict[str, int]:
     rows = session.execute(
         select(Image.origin, func.count(DatasetItem.id))
         .join(DatasetItem.image)
-        .where(DatasetItem.source == CORRECTION_SOURCE)
+        .where(DatasetItem.source == ItemSource.CORRECTION)
         .group_by(Image.origin)
     )
     return {str(origin): int(n) for origin, n in rows}

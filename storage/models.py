@@ -51,9 +51,20 @@ class Role(enum.StrEnum):
 
 
 class Origin(enum.StrEnum):
+    """How an image's bytes first arrived (``images.origin``); it never changes."""
+
     UPLOAD = "upload"
     SEARCH = "search"
     IMPORT = "import"
+
+
+class ItemSource(enum.StrEnum):
+    """Who set a dataset item's label (``dataset_items.source``): a correction relabels a searched or
+    imported photo, and from then on its source is ``correction`` while its :class:`Origin` stays."""
+
+    SEARCH = "search"
+    IMPORT = "import"
+    CORRECTION = "correction"
 
 
 class CorrectionStatus(enum.StrEnum):
@@ -208,7 +219,10 @@ class DatasetItem(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), unique=True)
     label: Mapped[str] = mapped_column(String(32), index=True)
-    source: Mapped[str] = mapped_column(String(16))  # search / import / correction
+    # The same VARCHAR(16) as ever, without a CHECK constraint (so no migration), read as the enum.
+    source: Mapped[ItemSource] = mapped_column(
+        Enum(ItemSource, native_enum=False, create_constraint=False, length=16, values_callable=lambda e: [m.value for m in e])
+    )
     split: Mapped[Split] = mapped_column(_enum(Split, "split"), index=True)
     correction_id: Mapped[int | None] = mapped_column(ForeignKey("corrections.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

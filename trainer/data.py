@@ -27,6 +27,7 @@ from bearbot.imaging import (  # IMAGE_SUFFIXES: bench/learning_curve.py imports
 )
 from bearbot.labels import parse_labels
 from bearbot.preprocess import fastai_item_tfms, read_item_image
+from storage.models import ItemSource
 
 if TYPE_CHECKING:
     from fastai.data.core import DataLoaders
@@ -85,8 +86,8 @@ def split_by_content(
 
 
 def is_correction(item: LabelledItem) -> bool:
-    """Whether ``item`` is a user correction (``.source == "correction"``); plain items are not."""
-    return getattr(item, "source", None) == "correction"
+    """Whether ``item``'s label came from a user correction; items without a ``source`` are not."""
+    return getattr(item, "source", None) == ItemSource.CORRECTION
 
 
 def decoded_batches(
