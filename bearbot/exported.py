@@ -8,19 +8,25 @@ where AOTInductor's C++ compile took over a minute. Outputs equal the eager mode
 
 The cache: ``<models_dir>/compiled/<key>.onnx`` with ``<key>.json`` beside it, where ``key`` hashes the
 artifact's sha256, the model's facts (labels, size, bear classes) and the exporter's version. The JSON
-records the ONNX file's own sha256; a cache file is only used when its bytes have that hash and the
-loaded graph reproduces the eager model's outputs on a probe input, otherwise it is exported again.
+records an HMAC-SHA256 of the ONNX bytes under a random key that only this installation holds
+(``compiled/.key``, mode 0600): a graph is only used when its bytes carry a tag this system wrote, so a
+file dropped or altered in the folder is exported again, never run. When the torch model is at hand
+(an export, or the trainer's loads), the graph must also reproduce the eager model on a probe input.
+A restart that finds a valid entry never builds the torch model: no timm, no torchvision, no export.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import os
+import secrets
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -47,14 +53,36 @@ class _ForwardAll(nn.Module):
         return self.model.forward_all(x)
 
 
-def cache_key(model: BearNet, artifact_sha256: str) -> str:
+@dataclass(frozen=True)
+class ServingFacts:
+    """What serving needs besides the graph: the labels, the input size and normalisation."""
+
+    arch: str
+    labels: tuple[str, ...]
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    bear_classes: tuple[int, ...]
+
+    @classmethod
+    def of(cls, model: BearNet) -> ServingFacts:
+        return cls.create(model.arch, model.labels, model.image_size, model.mean, model.std, model.bear_classes)
+
+    @classmethod
+    def create(
+        cls, arch: str, labels: Sequence[str], image_size: int, mean: Sequence[float], std: Sequence[float],
+        bear_classes: Sequence[int],
+    ) -> ServingFacts:
+        """Normalised types, so facts read from JSON and from a model compare (and hash) equal."""
+        return cls(str(arch), tuple(str(label) for label in labels), int(image_size), tuple(float(m) for m in mean),
+                   tuple(float(v) for v in std), tuple(int(c) for c in bear_classes))
+
+
+def cache_key(facts: ServingFacts, artifact_sha256: str) -> str:
     """What the exported graph depends on: the weights (by their artifact's hash), the model's facts and
     the exporter; any change gives a new key, so a stale file is never picked up."""
-    facts = {
-        "format": CACHE_FORMAT, "artifact_sha256": artifact_sha256, "arch": model.arch, "labels": list(model.labels),
-        "image_size": model.image_size, "bear_classes": list(model.bear_classes), "torch": torch.__version__,
-    }
-    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+    described = {"format": CACHE_FORMAT, "artifact_sha256": artifact_sha256, "torch": torch.__version__, **asdict(facts)}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
 def export_onnx(model: BearNet) -> bytes:
@@ -112,9 +140,39 @@ def matches_eager(model: BearNet, forward: Forward) -> float:
     return max(float((a.float() - b.float()).abs().max()) for a, b in zip(want, got, strict=True))
 
 
-def _read_cache(onnx_path: Path, meta_path: Path, key: str) -> bytes | None:
-    """The cached graph's bytes if its manifest is ours, for this key, and the bytes have the recorded hash."""
+def _secret(cache_dir: Path, *, create: bool) -> bytes | None:
+    """This installation's key for tagging cache files (made on first write, readable by its owner only)."""
+    path = cache_dir / ".key"
     try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        if not create:
+            return None
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as out:
+        out.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def _tag(secret: bytes, key: str, data: bytes) -> str:
+    return hmac.new(secret, key.encode() + b"\0" + data, hashlib.sha256).hexdigest()
+
+
+def _paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
+    return cache_dir / f"{key}.onnx", cache_dir / f"{key}.json"
+
+
+def read_cache(cache_dir: Path, key: str) -> bytes | None:
+    """The cached graph's bytes if its manifest is ours, for this key, and the bytes carry our tag."""
+    onnx_path, meta_path = _paths(cache_dir, key)
+    try:
+        secret = _secret(cache_dir, create=False)
+        if secret is None or not onnx_path.is_file():
+            return None
         meta = json.loads(meta_path.read_text())
         data = onnx_path.read_bytes()
     except (OSError, ValueError):
@@ -122,19 +180,21 @@ def _read_cache(onnx_path: Path, meta_path: Path, key: str) -> bytes | None:
     if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT or meta.get("key") != key:
         log.warning("ignoring %s: not a bearbot ONNX cache manifest for this model", meta_path)
         return None
-    if hashlib.sha256(data).hexdigest() != meta.get("onnx_sha256"):
-        log.warning("ignoring %s: its bytes do not have the sha256 its manifest records", onnx_path)
+    if not hmac.compare_digest(str(meta.get("hmac_sha256", "")), _tag(secret, key, data)):
+        log.warning("ignoring %s: this installation did not write it (or it was altered)", onnx_path)
         return None
     return data
 
 
-def _write_cache(onnx_path: Path, meta_path: Path, key: str, data: bytes, artifact_sha256: str) -> None:
-    """Write graph then manifest, each atomically (a reader sees both, or no manifest)."""
+def write_cache(cache_dir: Path, key: str, data: bytes, artifact_sha256: str) -> None:
+    """Write graph then manifest, each atomically (a reader sees both, or no valid manifest)."""
+    onnx_path, meta_path = _paths(cache_dir, key)
+    secret = _secret(cache_dir, create=True)
+    assert secret is not None
     meta = {"format": CACHE_FORMAT, "key": key, "artifact_sha256": artifact_sha256,
-            "onnx_sha256": hashlib.sha256(data).hexdigest()}
+            "hmac_sha256": _tag(secret, key, data)}
     for path, payload in ((onnx_path, data), (meta_path, json.dumps(meta, indent=1).encode())):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".onnx-", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".onnx-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(payload)
@@ -144,30 +204,34 @@ def _write_cache(onnx_path: Path, meta_path: Path, key: str, data: bytes, artifa
             raise
 
 
+def load_cached(
+    facts: ServingFacts, *, artifact_sha256: str, cache_dir: Path, threads: int | None = None
+) -> OnnxForward | None:
+    """The cached graph for these facts and artifact as a ready session, or None (no torch model needed)."""
+    data = read_cache(cache_dir, cache_key(facts, artifact_sha256))
+    return OnnxForward(data, threads=threads) if data is not None else None
+
+
 def load_or_export(
     model: BearNet, *, artifact_sha256: str, cache_dir: Path | None, threads: int | None = None
 ) -> tuple[OnnxForward, str]:
     """The model's ONNX Runtime forward, from the cache when a valid entry exists; returns it and
     where it came from (``"cache"`` or ``"export"``). Raises if exporting fails."""
-    key = cache_key(model, artifact_sha256)
-    paths = (cache_dir / f"{key}.onnx", cache_dir / f"{key}.json") if cache_dir is not None else None
-    if paths is not None and paths[0].is_file():
-        data = _read_cache(*paths, key)
-        if data is not None:
-            forward = OnnxForward(data, threads=threads)
-            diff = matches_eager(model, forward)
-            if diff <= PROBE_TOLERANCE:
-                return forward, "cache"
-            log.warning("cached ONNX graph %s differs from the model by %.2g; exporting again", paths[0], diff)
+    key = cache_key(ServingFacts.of(model), artifact_sha256)
+    if cache_dir is not None and (data := read_cache(cache_dir, key)) is not None:
+        forward = OnnxForward(data, threads=threads)
+        diff = matches_eager(model, forward)
+        if diff <= PROBE_TOLERANCE:
+            return forward, "cache"
+        log.warning("cached ONNX graph %s differs from the model by %.2g; exporting again", key, diff)
     data = export_onnx(model)
     forward = OnnxForward(data, threads=threads)
     diff = matches_eager(model, forward)
     if diff > PROBE_TOLERANCE:
         raise RuntimeError(f"the exported ONNX graph differs from the model by {diff:.2g}")
-    if paths is not None:
+    if cache_dir is not None:
         try:
-            _write_cache(*paths, key, data, artifact_sha256)
+            write_cache(cache_dir, key, data, artifact_sha256)
         except OSError as exc:  # a read-only models dir: serve anyway, export again next start
             log.warning("could not cache the ONNX graph in %s: %s", cache_dir, exc)
     return forward, "export"
-

@@ -9,8 +9,9 @@ No storage imports here: callers pass a model version's fields (see :func:`load_
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +26,14 @@ from bearbot.artifact import (
     read_weights,
     resolve,
 )
-from bearbot.exported import Forward, load_or_export
+from bearbot.backbone import (
+    IMAGENET_BEAR_CLASSES,
+    OFFLINE_ARCH,
+    OFFLINE_MEAN,
+    OFFLINE_STD,
+    weights_sha256,
+)
+from bearbot.exported import Forward, ServingFacts, load_cached, load_or_export
 from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image
 from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, build_zero_shot
 from bearbot.prediction import Prediction
@@ -44,7 +52,7 @@ def _serving_forward(model: BearNet, artifact_sha256: str | None, cache_dir: Pat
         forward, source = load_or_export(
             model, artifact_sha256=artifact_sha256 or "", cache_dir=cache_dir if artifact_sha256 else None
         )
-    except Exception:
+    except Exception:  # noqa: BLE001 - any export/runtime failure: serve eagerly, same numbers, just slower
         log.warning("could not export %s to ONNX; serving the eager model", model.arch, exc_info=True)
         return model.forward_all, "torch"
     return forward, f"onnxruntime ({source})"
@@ -57,6 +65,7 @@ class TorchClassifier:
     artifact sha256 and cached in ``cache_dir``, then several times faster per image than eager torch;
     :func:`load_classifier` turns it on, plain construction (tests, evaluation of a fresh model) leaves
     it off. If the export fails the eager model serves (same numbers, slower) and the failure is logged.
+    A classifier served from the cache (:meth:`from_cache`) builds its torch ``model`` only when asked.
     """
 
     def __init__(
@@ -71,16 +80,40 @@ class TorchClassifier:
         artifact_sha256: str | None = None,
         cache_dir: Path | None = None,
     ) -> None:
-        self.model = model.to(device).eval()
+        self._model: BearNet | None = model.to(device).eval()
+        self._build: Callable[[], BearNet] | None = None
+        self._build_lock = threading.Lock()
         self.device = torch.device(device)
+        self.facts = ServingFacts.of(model)
         self.runtime = "torch"  # what runs the forward pass: "torch", or "onnxruntime (cache|export)"
         self._forward: Forward = model.forward_all
         if optimize and self.device.type == "cpu":
-            self._forward, self.runtime = _serving_forward(self.model, artifact_sha256, cache_dir)
-        self.labels: tuple[str, ...] = tuple(model.labels)
+            self._forward, self.runtime = _serving_forward(model, artifact_sha256, cache_dir)
+        self.labels: tuple[str, ...] = self.facts.labels
         self.version_id = version_id
         self.bear_threshold = bear_threshold
         self.max_pixels = max_pixels
+
+    @classmethod
+    def from_cache(
+        cls, forward: Forward, facts: ServingFacts, build: Callable[[], BearNet], *, version_id: int | None,
+        bear_threshold: float = DEFAULT_BEAR_THRESHOLD, max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> TorchClassifier:
+        """A classifier over a cached ONNX graph; ``build`` makes the torch model if someone asks for it."""
+        self = cls.__new__(cls)
+        self._model, self._build, self._build_lock = None, build, threading.Lock()
+        self.device, self.facts, self.runtime, self._forward = torch.device("cpu"), facts, "onnxruntime (cache)", forward
+        self.labels, self.version_id, self.bear_threshold, self.max_pixels = facts.labels, version_id, bear_threshold, max_pixels
+        return self
+
+    @property
+    def model(self) -> BearNet:
+        """The torch model (built on first use when served from the cache: the bot never needs it)."""
+        with self._build_lock:
+            if self._model is None:
+                assert self._build is not None
+                self._model = self._build()
+            return self._model
 
     def predict(self, data: bytes) -> Prediction:
         """Classify encoded image bytes; raises ``ImageError`` for bad input."""
@@ -94,8 +127,8 @@ class TorchClassifier:
         return self._predict_images(images, time.perf_counter())
 
     def _predict_images(self, images: Sequence[Image.Image], start: float) -> list[Prediction]:
-        size = self.model.image_size
-        batch = to_batch([center_crop_resize(img, size) for img in images], self.model.mean, self.model.std)
+        size = self.facts.image_size
+        batch = to_batch([center_crop_resize(img, size) for img in images], self.facts.mean, self.facts.std)
         with torch.inference_mode():
             logits, bear = self._forward(batch.to(self.device))
             probs = logits.float().softmax(dim=-1).cpu()
@@ -120,7 +153,7 @@ class TorchClassifier:
     def warm_up(self, passes: int = 3) -> None:
         """Run dummy images so the first user request does not pay for lazy initialisation
         (the runtime allocates its buffers and picks kernels on its first calls)."""
-        blank = Image.new("RGB", (self.model.image_size, self.model.image_size), (127, 127, 127))
+        blank = Image.new("RGB", (self.facts.image_size, self.facts.image_size), (127, 127, 127))
         for _ in range(passes):
             self.predict_images([blank])
 
@@ -204,18 +237,57 @@ def load_classifier(
     ``artifact_path`` None means the built-in zero-shot v0; otherwise the artifact is read, its
     sha256 checked against ``sha256`` BEFORE anything is parsed, and its labels checked against ``labels``.
     """
-    if artifact_path is None:
-        model = build_v0(labels, arch=arch, expected_sha256=sha256)
-    elif str(artifact_path).endswith(ARTIFACT_SUFFIX):
-        model = model_from_weights_file(resolve(artifact_path, models_dir), sha256)
-    else:  # a version published as a learner pickle, before weights files
-        model = model_from_learner_file(resolve(artifact_path, models_dir), sha256)
-    if artifact_path is not None and tuple(labels) != model.labels:
-        raise ArtifactError(f"model version {version_id}: recorded labels {tuple(labels)} differ from the artifact's {model.labels}")
+    def build() -> BearNet:
+        if artifact_path is None:
+            model = build_v0(labels, arch=arch, expected_sha256=sha256)
+        elif str(artifact_path).endswith(ARTIFACT_SUFFIX):
+            model = model_from_weights_file(resolve(artifact_path, models_dir), sha256)
+        else:  # a version published as a learner pickle, before weights files
+            model = model_from_learner_file(resolve(artifact_path, models_dir), sha256)
+        check_labels(model.labels)
+        return model
+
+    def check_labels(found: tuple[str, ...]) -> None:
+        if artifact_path is not None and tuple(labels) != found:
+            raise ArtifactError(f"model version {version_id}: recorded labels {tuple(labels)} differ from the artifact's {found}")
+
+    cache_dir = compiled_dir(models_dir)
+    if optimize and device == "cpu" and cache_dir is not None:
+        # A restart: the verified artifact's facts and the cached graph are all serving needs.
+        facts = _facts_without_model(artifact_path, sha256=sha256, arch=arch, labels=labels, models_dir=models_dir)
+        if facts is not None:
+            check_labels(facts.labels)
+            forward = load_cached(facts, artifact_sha256=sha256, cache_dir=cache_dir)
+            if forward is not None:
+                return TorchClassifier.from_cache(
+                    forward, facts, build, version_id=version_id, bear_threshold=bear_threshold, max_pixels=max_pixels
+                )
     return TorchClassifier(
-        model, version_id=version_id, bear_threshold=bear_threshold, max_pixels=max_pixels, device=device,
-        optimize=optimize, artifact_sha256=sha256, cache_dir=compiled_dir(models_dir),
+        build(), version_id=version_id, bear_threshold=bear_threshold, max_pixels=max_pixels, device=device,
+        optimize=optimize, artifact_sha256=sha256, cache_dir=cache_dir,
     )
+
+
+def _facts_without_model(
+    artifact_path: str | Path | None, *, sha256: str, arch: str, labels: Sequence[str], models_dir: Path | None
+) -> ServingFacts | None:
+    """A version's serving facts, its artifact verified, without building the network (None: not known
+    without it, e.g. a learner pickle or a downloaded architecture's normalisation)."""
+    if artifact_path is None:
+        if arch != OFFLINE_ARCH:
+            return None
+        if weights_sha256() != sha256:
+            build_v0(labels, arch=arch, expected_sha256=sha256)  # raises the one message for this
+        return ServingFacts.create(arch, labels, DEFAULT_SERVE_SIZE, OFFLINE_MEAN, OFFLINE_STD, IMAGENET_BEAR_CLASSES)
+    if not str(artifact_path).endswith(ARTIFACT_SUFFIX):
+        return None
+    _tensors, facts = read_weights(resolve(artifact_path, models_dir), sha256)
+    try:
+        return ServingFacts.create(
+            facts["arch"], facts["labels"], facts["image_size"], facts["mean"], facts["std"], facts["bear_classes"]
+        )
+    except (KeyError, TypeError, ValueError):  # the full load says what is wrong with the file
+        return None
 
 
 def compiled_dir(models_dir: Path | None) -> Path | None:

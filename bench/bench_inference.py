@@ -5,6 +5,12 @@ v0 by default, wrapped in a fastai Learner for ``learn.predict``; or an exported
 ``--artifact``). Prints p50/p95 latency, images/s, and the throughput ratio (goal ≥ 3×).
 
     python bench/bench_inference.py --data ../shared/data/bears --n 100 --threads 2
+
+``--compare-runtimes`` instead times the candidates for running the model on the CPU, on the same
+preprocessed photos (288 px, batch 1 and batch 8): eager torch, the TorchScript trace this project used
+before (deprecated), ``torch.export`` + AOTInductor, and ONNX Runtime: the one-off cost of building each
+(trace, compile or export), of loading the built form again, per-image p50, and the largest output
+difference from eager torch.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,7 +30,7 @@ from bearbot.inference import TorchClassifier, build_v0, model_from_learner_file
 from trainer.data import folder_items, make_dataloaders
 
 
-def v0_learner(images: list[Path], labels: tuple[str, ...]):  # noqa: ANN201 - fastai Learner
+def v0_learner(images: list[Path], labels: tuple[str, ...]):
     """A fastai Learner around the v0 model with the training pipeline's validation transforms."""
     from fastai.learner import Learner
     from fastai.losses import CrossEntropyLossFlat
@@ -59,14 +66,91 @@ def report(name: str, latencies: list[float], total: float) -> float:
     return rate
 
 
+def compare_runtimes(model: Any, batch: torch.Tensor, out_dir: Path) -> None:
+    """Build, reload and time each CPU runtime on ``batch`` (see the module docstring)."""
+    import warnings
+
+    from bearbot.exported import OnnxForward, _ForwardAll, export_onnx
+
+    wrapped = _ForwardAll(model).eval()
+    with torch.inference_mode():
+        want = model.forward_all(batch[:8])
+    rows = []
+
+    def measure(name: str, build: Callable[[], Callable[..., Any]], reload: Callable[[], Callable[..., Any]] | None) -> None:
+        t = time.perf_counter()
+        fn = build()
+        build_s = time.perf_counter() - t
+        reload_s = float("nan")
+        if reload is not None:
+            t = time.perf_counter()
+            fn = reload()
+            reload_s = time.perf_counter() - t
+        with torch.inference_mode():
+            got = fn(batch[:8])
+            diff = max(float((a - b).abs().max()) for a, b in zip(want, got, strict=True))
+            for _ in range(3):
+                fn(batch[:1])
+            one = []
+            for i in range(len(batch)):
+                t = time.perf_counter()
+                fn(batch[i : i + 1])
+                one.append((time.perf_counter() - t) * 1000)
+            eight = []
+            for _ in range(3):
+                t = time.perf_counter()
+                fn(batch[:8])
+                eight.append((time.perf_counter() - t) * 1000 / 8)
+        rows.append((name, build_s, reload_s, statistics.median(one), statistics.median(eight), diff))
+        print(f"  measured {name}", flush=True)
+
+    def trace() -> Callable[..., Any]:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(wrapped, batch[:1])
+            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+
+    def aoti() -> Callable[..., Any]:
+        dim = torch.export.Dim("batch", min=1, max=64)
+        program = torch.export.export(wrapped, (batch[:2],), dynamic_shapes={"x": {0: dim}})
+        torch._inductor.aoti_compile_and_package(program, package_path=str(out_dir / "model.pt2"))
+        return torch._inductor.aoti_load_package(str(out_dir / "model.pt2"))
+
+    def onnx() -> Callable[..., Any]:
+        (out_dir / "model.onnx").write_bytes(export_onnx(model))
+        return OnnxForward((out_dir / "model.onnx").read_bytes())
+
+    measure("eager torch", lambda: model.forward_all, None)
+    measure("TorchScript trace+freeze", trace, None)
+    measure("ONNX Runtime", onnx, lambda: OnnxForward((out_dir / "model.onnx").read_bytes()))
+    measure("torch.export+AOTInductor", aoti, lambda: torch._inductor.aoti_load_package(str(out_dir / "model.pt2")))
+    print(f"{'runtime':<26} {'build (s)':>9} {'reload (s)':>10} {'p50 batch 1 (ms)':>17} "
+          f"{'per image, batch 8 (ms)':>24} {'max |diff| vs eager':>20}")
+    for name, build_s, reload_s, one, eight, diff in rows:
+        print(f"{name:<26} {build_s:>9.1f} {reload_s:>10.2f} {one:>17.1f} {eight:>24.1f} {diff:>20.1e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/bears"))
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--artifact", type=Path, help="an exported learner (default: the v0 model)")
+    parser.add_argument("--compare-runtimes", action="store_true", help="time eager, TorchScript, AOTInductor, ONNX Runtime")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.compare_runtimes:
+        import tempfile
+
+        from bearbot.preprocess import center_crop_resize, to_batch
+
+        model = build_v0(("grizzly", "black", "teddy"))
+        paths = [item.path for item in folder_items(args.data)][: args.n]
+        images = [center_crop_resize(open_image(p.read_bytes()), model.image_size) for p in paths]
+        print(f"{len(images)} photos of {args.data} at {model.image_size} px, {args.threads} threads, v0")
+        with tempfile.TemporaryDirectory() as tmp:
+            compare_runtimes(model, to_batch(images, model.mean, model.std), Path(tmp))
+        return
     import fastai.callback.all  # noqa: F401 - Learner.no_bar
 
     paths = [item.path for item in folder_items(args.data)][: args.n]
@@ -81,7 +165,7 @@ def main() -> None:
         labels = ("grizzly", "black", "teddy")
         learn = v0_learner(paths, labels)
         model = learn.model
-    lean = TorchClassifier(model, version_id=None, optimize=True)
+    lean = TorchClassifier(model, version_id=None, optimize=True)  # ONNX Runtime (exported here, not cached)
     lean.warm_up()
 
     def fastai_predict(data: bytes) -> str:

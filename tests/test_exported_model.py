@@ -1,55 +1,76 @@
-"""The ONNX Runtime serving form: same answers as eager torch, cached by artifact sha256, and a cache
-file that is not exactly what this system wrote is never used."""
+"""The ONNX Runtime serving form: same answers as eager torch, cached by artifact sha256, a restart
+serves from the cache without building the torch model, and a cache file this installation did not
+write (or that computes something else) is never served."""
 
 from __future__ import annotations
 
+import copy
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 from bearbot.backbone import weights_sha256
 from bearbot.exported import (
-    OnnxForward,
-    _read_cache,
+    ServingFacts,
     cache_key,
     load_or_export,
     matches_eager,
+    read_cache,
+    write_cache,
 )
 from bearbot.imaging import open_image
-from bearbot.inference import TorchClassifier, build_v0, load_classifier
+from bearbot.inference import TorchClassifier, load_classifier
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LABELS = ("grizzly", "black", "teddy")
 PHOTOS = sorted((FIXTURES / "bears").rglob("*.jpg"))[:6] + sorted((FIXTURES / "not_bears").rglob("*.jpg"))[:3]
+Served = tuple[TorchClassifier, TorchClassifier, Path]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[TorchClassifier, TorchClassifier, Path]:
-    """v0 loaded twice through the serving loader with one models dir: exported, then from the cache."""
-    torch.set_num_threads(2)
-    models = tmp_path_factory.mktemp("models")
-    load = lambda: load_classifier(
+def load_v0(models: Path) -> TorchClassifier:
+    return load_classifier(
         artifact_path=None, sha256=weights_sha256(), arch="efficientnet_lite0", labels=LABELS, version_id=1,
         models_dir=models,
     )
-    return load(), load(), models
 
 
-def test_first_load_exports_and_a_restart_loads_the_cache(served: tuple[TorchClassifier, TorchClassifier, Path]) -> None:
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
+    """v0 loaded twice through the serving loader with one models dir: exported, then from the cache."""
+    torch.set_num_threads(2)
+    models = tmp_path_factory.mktemp("models")
+    return load_v0(models), load_v0(models), models
+
+
+def test_first_load_exports_and_a_restart_serves_the_cache_without_torch_model(served: Served) -> None:
     first, again, models = served
     assert first.runtime == "onnxruntime (export)"
     assert again.runtime == "onnxruntime (cache)"
-    cached = sorted(p.name for p in (models / "compiled").iterdir())
-    key = cache_key(first.model, weights_sha256())
-    assert cached == [f"{key}.json", f"{key}.onnx"]
+    assert again._model is None  # nothing built: no timm, no export
+    key = cache_key(ServingFacts.of(first.model), weights_sha256())
+    assert sorted(p.name for p in (models / "compiled").iterdir()) == [".key", f"{key}.json", f"{key}.onnx"]
+    assert (models / "compiled" / ".key").stat().st_mode & 0o077 == 0
+    assert again.model.labels == LABELS  # built on demand (the trainer asks for it)
 
 
-def test_onnx_answers_like_eager_torch_one_by_one_and_in_a_batch(
-    served: tuple[TorchClassifier, TorchClassifier, Path],
-) -> None:
+def test_a_restart_imports_neither_timm_nor_torchvision(served: Served) -> None:
+    code = (
+        "import sys; from pathlib import Path; from tests.test_exported_model import load_v0;"
+        f"c = load_v0(Path({str(served[2])!r})); c.warm_up(1);"
+        "print(c.runtime, sorted(m for m in ('timm', 'torchvision', 'fastai', 'matplotlib') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "onnxruntime (cache) []"
+
+
+def test_onnx_answers_like_eager_torch_one_by_one_and_in_a_batch(served: Served) -> None:
     onnx = served[1]
     eager = TorchClassifier(onnx.model, version_id=1)
     images = [open_image(p.read_bytes()) for p in PHOTOS]
@@ -63,52 +84,39 @@ def test_onnx_answers_like_eager_torch_one_by_one_and_in_a_batch(
         assert b.bear_score == pytest.approx(w.bear_score, abs=1e-4)
 
 
-def test_altered_or_foreign_cache_files_are_not_read(served: tuple[TorchClassifier, TorchClassifier, Path]) -> None:
-    model, models = served[0].model, served[2]
-    key = cache_key(model, weights_sha256())
-    onnx, meta = models / "compiled" / f"{key}.onnx", models / "compiled" / f"{key}.json"
-    assert _read_cache(onnx, meta, key) == onnx.read_bytes()
-    assert _read_cache(onnx, meta, "0" * 64) is None  # a manifest for another model
-    altered = models / "altered.onnx"
-    data = bytearray(onnx.read_bytes())
+def test_altered_foreign_or_mismatched_cache_files_are_not_read(served: Served, tmp_path: Path) -> None:
+    key = cache_key(ServingFacts.of(served[0].model), weights_sha256())
+    cache = tmp_path / "compiled"
+    shutil.copytree(served[2] / "compiled", cache)
+    assert read_cache(cache, key) == (cache / f"{key}.onnx").read_bytes()
+    assert read_cache(cache, "0" * 64) is None  # nothing for another model
+    meta = json.loads((cache / f"{key}.json").read_text())
+    (cache / f"{'1' * 64}.onnx").write_bytes((cache / f"{key}.onnx").read_bytes())
+    (cache / f"{'1' * 64}.json").write_text(json.dumps(meta))
+    assert read_cache(cache, "1" * 64) is None  # a manifest written for another key
+    data = bytearray((cache / f"{key}.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF
-    altered.write_bytes(bytes(data))
-    assert _read_cache(altered, meta, key) is None  # bytes without the recorded hash
-    foreign = models / "foreign.json"
-    foreign.write_text(json.dumps({"key": key, "onnx_sha256": json.loads(meta.read_text())["onnx_sha256"]}))
-    assert _read_cache(onnx, foreign, key) is None  # not our manifest format
+    (cache / f"{key}.onnx").write_bytes(bytes(data))
+    assert read_cache(cache, key) is None  # altered bytes
+    shutil.copy(served[2] / "compiled" / f"{key}.onnx", cache / f"{key}.onnx")
+    assert read_cache(cache, key) is not None
+    (cache / ".key").write_bytes(os.urandom(32))
+    assert read_cache(cache, key) is None  # written by another installation
 
 
-def test_a_graph_that_computes_something_else_fails_the_probe(
-    served: tuple[TorchClassifier, TorchClassifier, Path],
-) -> None:
-    model = served[0].model
+def test_a_graph_that_computes_something_else_is_exported_again_not_served(served: Served, tmp_path: Path) -> None:
+    """Even a validly tagged graph must reproduce the model when the model is at hand."""
+    v0 = served[0].model
+    other = copy.deepcopy(v0)
+    with torch.no_grad():
+        other.head.weight.mul_(-1)  # a different model with the same facts
     zeros = lambda x: (torch.zeros(len(x), len(LABELS)), torch.zeros(len(x)))
-    assert matches_eager(model, zeros) > 0.01
-    assert isinstance(served[1]._forward, OnnxForward)
-
-
-def test_a_tampered_cache_is_exported_again_not_served(
-    served: tuple[TorchClassifier, TorchClassifier, Path], tmp_path: Path,
-) -> None:
-    """Another model's graph planted under this model's key (with a manifest that matches it) is caught
-    by the probe and replaced."""
-    model = served[0].model
-    other = build_v0(("teddy", "black", "grizzly"))  # same body, rows swapped: a different function
-    other_graph, _ = load_or_export(other, artifact_sha256="other", cache_dir=tmp_path)
-    key_other = cache_key(other, "other")
-    key = cache_key(model, weights_sha256())
-    meta = json.loads((tmp_path / f"{key_other}.json").read_text())
-    meta["key"] = key
-    (tmp_path / f"{key}.onnx").write_bytes((tmp_path / f"{key_other}.onnx").read_bytes())
-    (tmp_path / f"{key}.json").write_text(json.dumps(meta))
-    forward, source = load_or_export(model, artifact_sha256=weights_sha256(), cache_dir=tmp_path)
+    assert matches_eager(v0, zeros) > 0.01
+    key = cache_key(ServingFacts.of(other), "other")
+    write_cache(tmp_path, key, read_cache(served[2] / "compiled", cache_key(ServingFacts.of(v0), weights_sha256())) or b"", "other")
+    assert read_cache(tmp_path, key) is not None
+    forward, source = load_or_export(other, artifact_sha256="other", cache_dir=tmp_path)
     assert source == "export"
-    assert matches_eager(model, forward) < 1e-3
-    assert matches_eager(model, other_graph) > 1e-3
-
-
-def test_blank_image_same_label_either_way(served: tuple[TorchClassifier, TorchClassifier, Path]) -> None:
-    onnx = served[1]
-    blank = Image.new("RGB", (300, 200), (10, 200, 30))
-    assert onnx.predict_images([blank])[0].label == TorchClassifier(onnx.model, version_id=1).predict_images([blank])[0].label
+    assert matches_eager(other, forward) < 1e-3
+    forward, source = load_or_export(other, artifact_sha256="other", cache_dir=tmp_path)
+    assert source == "cache"
