@@ -16,8 +16,8 @@ from storage.models import DatasetItem, Image, Origin
 from storage.store import Storage
 from tests.dataset_fakes import FakeSearch, ImageServer, image_server
 from trainer.dataset_build import FETCH_LOG_NAME, build_dataset
-from trainer.download import DownloadPolicy
 from trainer.ingest import IngestReport
+from trainer.web_images import DownloadPolicy
 
 POLICY = DownloadPolicy(max_bytes=20_000, timeout_s=0.5, total_s=5.0, max_redirects=3, workers=4)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.dataset_fakes import SLOW_S, ImageServer, image_server
-from trainer.download import DownloadPolicy, download_images, fetch_image, make_client
+from trainer.web_images import DownloadPolicy, download_images, fetch_image, make_client
 
 POLICY = DownloadPolicy(max_bytes=20_000, timeout_s=0.5, total_s=5.0, max_redirects=3, workers=4)
 

@@ -21,9 +21,13 @@ from bearbot.settings import SettingsError, load_settings
 from bot.app import build_application
 from bot.console.fake_api import FakeBotApi
 from bot.learning import LearningState, _start_trainer, trainer_env
-from bot.runner import webhook_options
-from tests.bot_harness import ALICE, CachingLoader, RunningBot
-from tests.bot_harness import loader  # noqa: F401 - pytest fixture
+from bot.serve import webhook_options
+from tests.bot_harness import (
+    ALICE,
+    CachingLoader,
+    RunningBot,
+    loader,  # noqa: F401 - pytest fixture
+)
 
 SECRET = "s3cret-Header_value"
 

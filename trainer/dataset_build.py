@@ -14,10 +14,10 @@ from tqdm import tqdm
 
 from storage.dataset import ItemSource, Outcome, PhashIndex, known_source_urls
 from storage.store import Storage
-from trainer.download import Download, DownloadPolicy, download_images
 from trainer.fetch_log import DUPLICATE, FAILED, FetchLog
 from trainer.ingest import IngestReport, ingest_image
 from trainer.search import ImageSearch, SearchError
+from trainer.web_images import Download, DownloadPolicy, download_images
 
 FETCH_LOG_NAME = "dataset_fetch_log.jsonl"
 

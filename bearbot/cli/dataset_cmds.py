@@ -39,8 +39,8 @@ def build_cmd(
     from bearbot.labels import parse_labels
     from storage.store import open_storage
     from trainer.dataset_build import build_dataset
-    from trainer.download import DownloadPolicy
     from trainer.search import DdgsImageSearch
+    from trainer.web_images import DownloadPolicy
 
     settings = settings_or_exit()
     # ddgs logs each failing engine at INFO; our retry warning says the same once.

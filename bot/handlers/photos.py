@@ -11,10 +11,10 @@ from telegram.ext import ContextTypes
 
 from bearbot.imaging import ImageError, ImageInfo
 from bearbot.prediction import Prediction as Answer
-from bot.download import DownloadError, TooLargeError, download, image_ref
 from bot.handlers.common import upsert
 from bot.replies import NOT_AN_IMAGE, feedback_keyboard, prediction_text, slow_down
 from bot.services import BotServices, get_services
+from bot.telegram_files import DownloadError, TooLargeError, download, image_ref
 from storage.models import Origin
 from storage.predictions import record_prediction, set_reply_message
 
