@@ -1,4 +1,5 @@
-"""The application factory: the one place that wires settings, storage, the model and handlers."""
+"""The bot's factory: settings in, a python-telegram-bot ``Application`` out (storage, model holder,
+handlers, jobs). The CLI (``bearbot run``/``chat``) and the tests call it; nothing else builds a bot."""
 
 from __future__ import annotations
 
