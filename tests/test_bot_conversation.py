@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from bot.console.fake_api import Sent
 from storage.models import Correction, CorrectionStatus, Image, Prediction, User
 from tests.bot_harness import bot, loader  # noqa: F401 - pytest fixtures
 from tests.bot_harness import ADMIN, ALICE, BOB, GROUP, bear, CachingLoader, eventually, not_bear, RunningBot
@@ -43,30 +44,55 @@ def test_every_photo_of_an_album_is_answered(bot: RunningBot) -> None:
         assert bot.reply(msg).text.startswith(f"🐻 {label}")
 
 
-def test_correct_as_reply_without_reply_bad_label_and_repeat(bot: RunningBot) -> None:
+def _answered_photo(bot: RunningBot) -> tuple[dict, Sent]:
+    """Alice sends a black bear; the photo message and the bot's answer to it."""
     photo = bot.send(ALICE, photo=bear("black"))
-    answer = bot.reply(photo)
+    return photo, bot.reply(photo)
+
+
+def _corrections(bot: RunningBot) -> list[Correction]:
+    return bot.db(lambda s: s.scalars(select(Correction)).all())
+
+
+def test_correct_as_a_reply_to_the_answer_is_recorded(bot: RunningBot) -> None:
+    _, answer = _answered_photo(bot)
     said = answer.text.split(" · ")[0].removeprefix("🐻 ")
-
-    first = bot.send(ALICE, text="/correct Grizzly", reply_to=answer.message_id)
-    text = bot.reply(first).text
+    text = bot.reply(bot.send(ALICE, text="/correct Grizzly", reply_to=answer.message_id)).text
     assert text.startswith(f"Recorded: grizzly — I said {said}") and "%" in text
+    rows = _corrections(bot)
+    assert len(rows) == 1 and rows[0].label == "grizzly" and rows[0].status == CorrectionStatus.PENDING
 
-    again = bot.send(ALICE, text="/correct teddy", reply_to=photo["message_id"])  # reply to own photo works too
+
+def test_correcting_again_in_reply_to_the_own_photo_updates_the_same_correction(bot: RunningBot) -> None:
+    photo, answer = _answered_photo(bot)
+    bot.reply(bot.send(ALICE, text="/correct grizzly", reply_to=answer.message_id))
+    again = bot.send(ALICE, text="/correct teddy", reply_to=photo["message_id"])
     assert bot.reply(again).text.startswith("Updated: teddy")
-    rows = bot.db(lambda s: s.scalars(select(Correction)).all())
+    rows = _corrections(bot)
     assert len(rows) == 1 and rows[0].label == "teddy" and rows[0].status == CorrectionStatus.PENDING
 
-    bare = bot.send(ALICE, text="/correct teddy")
-    assert "reply to my answer" in bot.reply(bare).text
+
+def test_correct_without_a_reply_explains_how(bot: RunningBot) -> None:
+    _answered_photo(bot)
+    assert "reply to my answer" in bot.reply(bot.send(ALICE, text="/correct teddy")).text
+    assert _corrections(bot) == []
+
+
+def test_correct_with_an_unknown_label_lists_the_labels(bot: RunningBot) -> None:
+    _, answer = _answered_photo(bot)
     bad = bot.send(ALICE, text="/correct panda", reply_to=answer.message_id)
     assert bot.reply(bad).text == (
         "I don't know the label “panda”. Valid labels: grizzly, black, teddy, none (not a bear; also notbear, not-a-bear)."
     )
+    assert _corrections(bot) == []
+
+
+def test_correct_in_reply_to_a_message_without_a_prediction_is_refused(bot: RunningBot) -> None:
+    _answered_photo(bot)
     stray = bot.send(ALICE, text="hello")
     unrelated = bot.send(ALICE, text="/correct teddy", reply_to=stray["message_id"])
     assert "no prediction for that message" in bot.reply(unrelated).text
-    assert bot.db(lambda s: s.scalar(select(func.count(Correction.id)))) == 1
+    assert _corrections(bot) == []
 
 
 def test_buttons_record_corrections_and_two_users_accept(bot: RunningBot) -> None:
