@@ -83,6 +83,10 @@ def stats_text(session: Session, *, serving: ModelVersion | None, labels: Sequen
         f"Waiting for the next training run: {waiting} accepted.",
     ]
     agreement = {row.label: row for row in predictions.agreement_by_class(session)}
+    confirmed = sum(row.agreed for row in agreement.values())
+    if confirmed:
+        # Confirmations train and judge retrains as corrections do (storage/snapshot.py), so they are worth counting.
+        lines.append(f"{confirmed} of them {'was a ✅ confirmation' if confirmed == 1 else 'were ✅ confirmations'} of my answer.")
     if agreement:
         lines.append("When users reviewed my answer (confirmed ✅ or corrected it), how often I was right, by my label:")
         for label in ordered(agreement, labels):

@@ -45,6 +45,7 @@ def test_stats_and_model(bot: RunningBot) -> None:
     stats = bot.reply(bot.send(ADMIN, text="/stats")).text
     assert "I have answered 1 photo; in 0 of them I saw no bear." in stats
     assert "Users sent 2 corrections: 2 accepted, 0 waiting for review, 0 rejected." in stats
+    assert "2 of them were ✅ confirmations of my answer." in stats
     assert "grizzly: 2 of 2 reviewed right (100%); 1 answer in all" in stats
     assert "Serving model v1, the built-in zero-shot model" in stats and "Training runs: none yet." in stats
     model = bot.reply(bot.send(ADMIN, text="/model")).text
