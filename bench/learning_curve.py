@@ -79,6 +79,7 @@ class Result:
     class_after: Counter[str] = field(default_factory=Counter)
     worse_promoted: int = 0  # cycles whose promoted model made more test errors than the one it replaced
     gates: list[str] = field(default_factory=list)  # the gate's fixes/breaks and p per cycle
+    calibration: list[dict] = field(default_factory=list)  # the runs' temperature fits (held-out ECE before/after)
 
     @property
     def after(self) -> int:
@@ -218,7 +219,7 @@ def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
         first = answers.of(test)
         before = sum(a.label != p.label for a, p in zip(first, test, strict=True))
         class_before = Counter(p.label for a, p in zip(first, test, strict=True) if a.label != p.label)
-        afters, statuses, seconds, gates = [], [], [], []
+        afters, statuses, seconds, gates, calibration = [], [], [], [], []
         corrected = confirmed = worse_promoted = 0
         previous = before
         for cycle in range(args.cycles):
@@ -241,6 +242,8 @@ def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
             afters.append(errors)
             statuses.append(run.status.value)
             g = (run.metrics or {}).get("gate") or {}
+            if (run.metrics or {}).get("temperature", {}).get("ece_before") is not None:
+                calibration.append(run.metrics["temperature"])
             gates.append(f"{g.get('fixes', 0)}/{g.get('breaks', 0)} p={g.get('p_value', 1):.2f}")
             previous = errors
         last = answers.of(test)
@@ -250,7 +253,7 @@ def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
     class_after = Counter(p.label for b, p in zip(last, test, strict=True) if b.label != p.label)
     return Result(
         seed, before, afters, fixes, breaks, len(test), corrected, confirmed, statuses, seconds,
-        class_before, class_after, worse_promoted, gates,
+        class_before, class_after, worse_promoted, gates, calibration,
     )
 
 
@@ -320,6 +323,14 @@ def summarize(rs: list[Result]) -> str:
         f"{c} {sum(r.class_before[c] for r in rs)}→{sum(r.class_after[c] for r in rs)}" for c in classes
     )
     times = [t for r in rs for t in r.seconds]
+    fits = [c for r in rs for c in r.calibration]
+    calibration = (
+        f"calibration (temperature fit on held-out reviewed + valid photos, {len(fits)} runs): "
+        f"T {statistics.mean(c['value'] for c in fits):.2f}, expected calibration error "
+        f"{statistics.mean(c['ece_before'] for c in fits):.3f} → {statistics.mean(c['ece_after'] for c in fits):.3f}, "
+        f"log-loss {statistics.mean(c['nll_before'] for c in fits):.3f} → {statistics.mean(c['nll_after'] for c in fits):.3f}"
+        if fits else "calibration: no run had enough held-out photos"
+    )
     return "\n".join([
         f"pooled unseen errors: {b}/{n} ({b / n:.2%}) → {a}/{n} ({a / n:.2%}), after/before {a / b:.2f}" if b else
         f"pooled unseen errors: {b}/{n} → {a}/{n}",
@@ -330,6 +341,7 @@ def summarize(rs: list[Result]) -> str:
         f"runs promoted: {promoted} of {runs}; promoted but worse on unseen photos: {sum(r.worse_promoted for r in rs)}",
         f"corrections {sum(r.corrected for r in rs)}, confirmations {sum(r.confirmed for r in rs)}; "
         f"run {statistics.mean(times):.1f} s on average (max {max(times):.1f} s)",
+        calibration,
     ])
 
 

@@ -71,7 +71,7 @@ def load_serving(storage: Storage, settings: Settings) -> TorchClassifier:
         )
         if active is None:
             raise RuntimeError("no model version is active; activate one with `bearbot models activate ID`")
-        return load_for_settings(active, settings)
+        return load_for_settings(active, settings, optimize=False)  # the gate reads its head; no tracing needed
 
 
 def answers(
