@@ -80,6 +80,7 @@ class Result:
     worse_promoted: int = 0  # cycles whose promoted model made more test errors than the one it replaced
     gates: list[str] = field(default_factory=list)  # the gate's fixes/breaks and p per cycle
     calibration: list[dict] = field(default_factory=list)  # the runs' temperature fits (held-out ECE before/after)
+    confidence: list[tuple[float, bool, float, bool]] = field(default_factory=list)  # test: (conf, right) before, after
 
     @property
     def after(self) -> int:
@@ -251,9 +252,12 @@ def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
     fixes = sum(a.label != p.label and b.label == p.label for a, b, p in zip(first, last, test, strict=True))
     breaks = sum(a.label == p.label and b.label != p.label for a, b, p in zip(first, last, test, strict=True))
     class_after = Counter(p.label for b, p in zip(last, test, strict=True) if b.label != p.label)
+    confidence = [
+        (a.confidence, a.label == p.label, b.confidence, b.label == p.label) for a, b, p in zip(first, last, test, strict=True)
+    ]
     return Result(
         seed, before, afters, fixes, breaks, len(test), corrected, confirmed, statuses, seconds,
-        class_before, class_after, worse_promoted, gates, calibration,
+        class_before, class_after, worse_promoted, gates, calibration, confidence,
     )
 
 
@@ -331,6 +335,11 @@ def summarize(rs: list[Result]) -> str:
         f"log-loss {statistics.mean(c['nll_before'] for c in fits):.3f} → {statistics.mean(c['nll_after'] for c in fits):.3f}"
         if fits else "calibration: no run had enough held-out photos"
     )
+    pairs = [c for r in rs for c in r.confidence]
+    reliability = (
+        f"confidence on unseen photos (expected calibration error, 10 bins): before {ece([(c, k) for c, k, _, _ in pairs]):.3f}, "
+        f"after {ece([(c, k) for _, _, c, k in pairs]):.3f}"
+    )
     return "\n".join([
         f"pooled unseen errors: {b}/{n} ({b / n:.2%}) → {a}/{n} ({a / n:.2%}), after/before {a / b:.2f}" if b else
         f"pooled unseen errors: {b}/{n} → {a}/{n}",
@@ -342,7 +351,29 @@ def summarize(rs: list[Result]) -> str:
         f"corrections {sum(r.corrected for r in rs)}, confirmations {sum(r.confirmed for r in rs)}; "
         f"run {statistics.mean(times):.1f} s on average (max {max(times):.1f} s)",
         calibration,
+        reliability,
+        *reliability_table(pairs),
     ])
+
+
+def ece(answers: list[tuple[float, bool]], bins: int = 10) -> float:
+    """Expected calibration error: |confidence − accuracy| averaged over equal-width confidence bins."""
+    total = 0.0
+    for b in range(bins):
+        inside = [(c, k) for c, k in answers if b / bins < c <= (b + 1) / bins]
+        if inside:
+            total += len(inside) / len(answers) * abs(statistics.mean(c for c, _ in inside) - statistics.mean(k for _, k in inside))
+    return total
+
+
+def reliability_table(pairs: list[tuple[float, bool, float, bool]]) -> list[str]:
+    """Per confidence band, on unseen photos: answers and how many were right, before → after."""
+    lines = ["reliability on unseen photos (confidence band: right/answers, before → after):"]
+    for lo, hi in ((0.0, 0.6), (0.6, 0.8), (0.8, 0.9), (0.9, 0.97), (0.97, 1.01)):
+        before = [k for c, k, _, _ in pairs if lo <= c < hi]
+        after = [k for _, _, c, k in pairs if lo <= c < hi]
+        lines.append(f"  {lo:.0%}–{min(hi, 1):.0%}: {sum(before)}/{len(before)} → {sum(after)}/{len(after)}")
+    return lines
 
 
 if __name__ == "__main__":
