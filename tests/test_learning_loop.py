@@ -111,6 +111,10 @@ def test_promoted_corrections_join_the_dataset_and_a_rerun_changes_nothing(tmp_p
             learned = [c for c in s.query(Correction) if c.learned_version_id == first.model_version_id]
             assert len(learned) == 8  # two users × four photos, merged for good
             assert sum(c.count for c in dataset.dataset_counts(s) if c.source == "correction") == 4
+        promoted = runner.load_serving(store, store.settings)
+        assert promoted.version_id == first.model_version_id
+        for pet in sorted((FIXTURES / "not_bears").glob("*.jpg")):  # the retrain kept refusing pets and people
+            assert not promoted.predict(pet.read_bytes()).is_bear, pet.name
         second = runner.run_now(store)  # nothing new: the same head, the same answers
         assert second.status is RunStatus.REJECTED, runs.describe_run(second)
         assert second.metrics["gate"]["fixes"] == second.metrics["gate"]["breaks"] == 0
