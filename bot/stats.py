@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from bot.plots import run_plots
 from storage import corrections, model_versions, predictions, runs, snapshot
-from storage.models import CorrectionStatus, ModelVersion, Prediction, RunStatus, TrainingRun
+from storage.models import CorrectionStatus, ModelVersion, PredictionRecord, RunStatus, TrainingRun
 
 
 def ordered(labels: Iterable[str], canonical: Sequence[str] = ()) -> list[str]:
@@ -72,7 +72,7 @@ def serving_plots(session: Session, version: ModelVersion | None) -> list[Path]:
 def stats_text(session: Session, *, serving: ModelVersion | None, labels: Sequence[str] = ()) -> str:
     """/stats: answers, corrections, agreement per label, the model and the last run."""
     total = predictions.count_predictions(session)
-    no_bear = int(session.scalar(select(func.count(Prediction.id)).where(Prediction.is_bear.is_(False))) or 0)
+    no_bear = int(session.scalar(select(func.count(PredictionRecord.id)).where(PredictionRecord.is_bear.is_(False))) or 0)
     by_status = corrections.count_by_status(session)
     waiting = len(snapshot.corrections_waiting(session))
     lines = [

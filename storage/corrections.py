@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.models import Correction, CorrectionStatus, Prediction, utcnow
+from storage.models import Correction, CorrectionStatus, PredictionRecord, utcnow
 
 
 @dataclass(frozen=True)
@@ -138,5 +138,5 @@ def predicted_label(session: Session, *, correction: Correction) -> str | None:
     """What the model had said for the corrected prediction, if known."""
     if correction.prediction_id is None:
         return None
-    pred = session.get(Prediction, correction.prediction_id)
+    pred = session.get(PredictionRecord, correction.prediction_id)
     return pred.label if pred else None

@@ -162,7 +162,9 @@ class ModelVersion(Base):
     load_error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
-class Prediction(Base):
+class PredictionRecord(Base):
+    """A :class:`bearbot.prediction.Prediction` as stored: one per answered photo, with both messages."""
+
     __tablename__ = "predictions"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -185,6 +187,11 @@ class Prediction(Base):
         Index("ix_predictions_chat_reply", "chat_id", "reply_message_id"),
         Index("ix_predictions_chat_message", "chat_id", "message_id"),
     )
+
+
+# The ORM class's old name, until storage/snapshot.py (being rewritten for the retrain gate) says
+# PredictionRecord; ``Prediction`` elsewhere means bearbot.prediction.Prediction.
+Prediction = PredictionRecord
 
 
 class Correction(Base):

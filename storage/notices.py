@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Correction, CorrectionStatus, Prediction, User, utcnow
+from storage.models import Correction, CorrectionStatus, PredictionRecord, User, utcnow
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,9 @@ def claim_learned_notices(session: Session, *, limit: int = 50) -> list[LearnedN
     does not replay old ones.
     """
     rows = session.execute(
-        select(Correction, User, Prediction)
+        select(Correction, User, PredictionRecord)
         .join(User, User.id == Correction.user_id)
-        .outerjoin(Prediction, Prediction.id == Correction.prediction_id)
+        .outerjoin(PredictionRecord, PredictionRecord.id == Correction.prediction_id)
         .where(
             Correction.learned_version_id.is_not(None),
             Correction.learned_notice_at.is_(None),

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bearbot.prediction import Prediction as ModelAnswer
-from storage.models import Correction, CorrectionStatus, Prediction
+from bearbot.prediction import Prediction
+from storage.models import Correction, CorrectionStatus, PredictionRecord
 
 
 def record_prediction(
@@ -18,10 +18,10 @@ def record_prediction(
     user_id: int | None,
     chat_id: int,
     message_id: int | None,
-    answer: ModelAnswer,
-) -> Prediction:
+    answer: Prediction,
+) -> PredictionRecord:
     """Store what the model said about ``image_id`` for the user's message; returns the row."""
-    row = Prediction(
+    row = PredictionRecord(
         image_id=image_id,
         user_id=user_id,
         chat_id=chat_id,
@@ -40,30 +40,30 @@ def record_prediction(
 
 def set_reply_message(session: Session, *, prediction_id: int, reply_message_id: int) -> None:
     """Remember the bot's answer message, so a reply to it finds this prediction."""
-    row = session.get(Prediction, prediction_id)
+    row = session.get(PredictionRecord, prediction_id)
     if row is not None:
         row.reply_message_id = reply_message_id
 
 
-def get_prediction(session: Session, *, prediction_id: int) -> Prediction | None:
-    return session.get(Prediction, prediction_id)
+def get_prediction(session: Session, *, prediction_id: int) -> PredictionRecord | None:
+    return session.get(PredictionRecord, prediction_id)
 
 
-def find_for_message(session: Session, *, chat_id: int, message_id: int) -> Prediction | None:
+def find_for_message(session: Session, *, chat_id: int, message_id: int) -> PredictionRecord | None:
     """The prediction answered by (or answering) ``message_id`` in ``chat_id``; the newest wins."""
     return session.scalar(
-        select(Prediction)
+        select(PredictionRecord)
         .where(
-            Prediction.chat_id == chat_id,
-            or_(Prediction.reply_message_id == message_id, Prediction.message_id == message_id),
+            PredictionRecord.chat_id == chat_id,
+            or_(PredictionRecord.reply_message_id == message_id, PredictionRecord.message_id == message_id),
         )
-        .order_by(Prediction.id.desc())
+        .order_by(PredictionRecord.id.desc())
         .limit(1)
     )
 
 
 def count_predictions(session: Session) -> int:
-    return int(session.scalar(select(func.count(Prediction.id))) or 0)
+    return int(session.scalar(select(func.count(PredictionRecord.id))) or 0)
 
 
 @dataclass(frozen=True)
@@ -82,10 +82,10 @@ class ClassAgreement:
 
 def agreement_by_class(session: Session) -> list[ClassAgreement]:
     """Per predicted label: predictions, user-reviewed ones and agreements (confirm = agree)."""
-    predicted = dict(session.execute(select(Prediction.label, func.count()).group_by(Prediction.label)).all())
+    predicted = dict(session.execute(select(PredictionRecord.label, func.count()).group_by(PredictionRecord.label)).all())
     rows = session.execute(
-        select(Prediction.label, Correction.label)
-        .join(Correction, Correction.prediction_id == Prediction.id)
+        select(PredictionRecord.label, Correction.label)
+        .join(Correction, Correction.prediction_id == PredictionRecord.id)
         .where(Correction.status != CorrectionStatus.REJECTED)
     ).all()
     reviewed: dict[str, int] = {}

@@ -82,6 +82,6 @@ def test_rollback_swaps_back_and_next_photo_uses_it(bot: RunningBot) -> None:
 
 
 def _last_prediction_version(bot: RunningBot) -> int:
-    from storage.models import Prediction
+    from storage.models import PredictionRecord
 
-    return eventually(lambda: bot.db(lambda s: s.scalar(select(Prediction.model_version_id).order_by(Prediction.id.desc()))))
+    return eventually(lambda: bot.db(lambda s: s.scalar(select(PredictionRecord.model_version_id).order_by(PredictionRecord.id.desc()))))

@@ -18,7 +18,7 @@ from bearbot.cli import app
 from bearbot.settings import load_settings
 from bot.console.chat import chat
 from bot.console.fake_api import FakeBotApi
-from storage.models import Correction, Prediction
+from storage.models import Correction, PredictionRecord
 from storage.store import open_storage
 from tests.bot_harness import ADMIN, ALICE, FIXTURES, eventually
 
@@ -47,7 +47,7 @@ def test_chat_runs_the_bot_from_piped_lines(tmp_path: Path) -> None:
     assert "no such file: missing.jpg" in text
     storage = open_storage(settings)
     with storage.session() as session:
-        assert len(session.scalars(select(Prediction)).all()) == 5
+        assert len(session.scalars(select(PredictionRecord)).all()) == 5
         assert session.scalar(select(Correction.label)) == "grizzly"
     storage.close()
 

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.console.fake_api import Sent
-from storage.models import Correction, CorrectionStatus, Image, Prediction, User
+from storage.models import Correction, CorrectionStatus, Image, PredictionRecord, User
 from tests.bot_harness import bot, loader  # noqa: F401 - pytest fixtures
 from tests.bot_harness import ADMIN, ALICE, BOB, GROUP, bear, CachingLoader, eventually, not_bear, RunningBot
 
@@ -20,8 +20,8 @@ def test_photo_gets_label_confidence_buttons_and_a_prediction_row(bot: RunningBo
     assert "black" in answer.text and "teddy" in answer.text and "%" in answer.text
     assert any(text.startswith("✅") and data.endswith(":grizzly") for text, data in answer.buttons)
     assert {data.rsplit(":", 1)[1] for _, data in answer.buttons} == {"grizzly", "black", "teddy", "none"}
-    row = eventually(lambda: bot.db(lambda s: s.scalar(select(Prediction).where(Prediction.reply_message_id.is_not(None)))))
-    assert bot.db(lambda s: s.scalar(select(func.count(Prediction.id)))) == 1
+    row = eventually(lambda: bot.db(lambda s: s.scalar(select(PredictionRecord).where(PredictionRecord.reply_message_id.is_not(None)))))
+    assert bot.db(lambda s: s.scalar(select(func.count(PredictionRecord.id)))) == 1
     assert (row.label, row.chat_id, row.message_id, row.reply_message_id) == ("grizzly", ALICE["id"], msg["message_id"], answer.message_id)
     assert row.model_version_id == bot.services.models.version.id
     assert set(row.probabilities) == {"grizzly", "black", "teddy"} and row.latency_ms > 0 and row.confidence > 0.5
@@ -140,7 +140,7 @@ def test_non_image_corrupt_and_oversize_are_refused_and_nothing_is_stored(bot: R
     assert "too big" in bot.reply(declared).text
     assert not any(m == "getFile" and p.get("file_id") == declared["photo"][0]["file_id"] for m, p in bot.api.calls)
     assert bot.db(lambda s: s.scalar(select(func.count(Image.id)))) == 0
-    assert bot.db(lambda s: s.scalar(select(func.count(Prediction.id)))) == 0
+    assert bot.db(lambda s: s.scalar(select(func.count(PredictionRecord.id)))) == 0
     # the bot keeps running
     assert bot.reply(bot.send(ALICE, photo=bear("teddy"))).text.startswith("🐻 teddy")
 
@@ -176,7 +176,7 @@ def test_restart_keeps_data(tmp_path: Path, loader: CachingLoader) -> None:
         version = bot.services.models.version.id
     with RunningBot(tmp_path / "var", loader=loader) as bot:
         assert bot.services.models.version.id == version
-        assert bot.db(lambda s: s.scalar(select(func.count(Prediction.id)))) == 1
+        assert bot.db(lambda s: s.scalar(select(func.count(PredictionRecord.id)))) == 1
         assert bot.db(lambda s: s.scalar(select(Correction.label))) == "teddy"
         stats = bot.reply(bot.send(ADMIN, text="/stats")).text
         assert "I have answered 1 photo;" in stats and "1 waiting for review" in stats

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bearbot.prediction import Prediction as Answer
+from bearbot.prediction import Prediction
 from storage import corrections, predictions, snapshot
 from storage.models import Correction, CorrectionStatus, Origin
 from storage.store import Storage
@@ -19,7 +19,7 @@ def _setup(session: Session, storage: Storage, n_images: int = 1) -> tuple[list[
     preds = []
     for i in range(n_images):
         image, _ = storage.images.put(session, data=image_bytes((10 * i, 80, 40)), origin=Origin.UPLOAD)
-        answer = Answer(label="black", confidence=0.6, probabilities={"black": 0.6, "grizzly": 0.3, "teddy": 0.1},
+        answer = Prediction(label="black", confidence=0.6, probabilities={"black": 0.6, "grizzly": 0.3, "teddy": 0.1},
                         is_bear=True, model_version=None)
         preds.append(predictions.record_prediction(session, image_id=image.id, user_id=users[0], chat_id=1,
                                                    message_id=i, answer=answer).id)

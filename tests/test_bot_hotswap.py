@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from storage.models import Prediction
+from storage.models import PredictionRecord
 from tests.bot_harness import bot, loader  # noqa: F401 - pytest fixtures
 from tests.bot_harness import ADMIN, ALICE, bear, eventually, new_version, RunningBot
 
 
 def _prediction_versions(bot: RunningBot) -> list[int]:
-    return bot.db(lambda s: list(s.scalars(select(Prediction.model_version_id).order_by(Prediction.id))))
+    return bot.db(lambda s: list(s.scalars(select(PredictionRecord.model_version_id).order_by(PredictionRecord.id))))
 
 
 def test_new_active_version_answers_the_next_photo(bot: RunningBot) -> None:

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from bearbot.settings import load_settings
-from storage.models import Prediction, TrainingRun
+from storage.models import PredictionRecord, TrainingRun
 from storage.store import open_storage
 from tests.bot_harness import ADMIN, ALICE, BOB, FIXTURES, GROUP, RunningBot, eventually
 from trainer.dataset_import import import_folder
@@ -44,6 +44,6 @@ def test_corrections_retrain_promote_and_swap(tmp_path: Path) -> None:
         assert run.model_version_id is not None and run.n_corrections == 4
         assert eventually(lambda: bot.services.models.version.id == run.model_version_id, timeout=60)
         bot.reply(bot.send(ALICE, photo=(FIXTURES / "hard" / "black_29eeac.jpg").read_bytes()))
-        last = eventually(lambda: bot.db(lambda s: s.scalar(select(Prediction).order_by(Prediction.id.desc()))))
+        last = eventually(lambda: bot.db(lambda s: s.scalar(select(PredictionRecord).order_by(PredictionRecord.id.desc()))))
         assert last.model_version_id == run.model_version_id
         assert f"Serving model v{run.model_version_id}, trained" in bot.reply(bot.send(ADMIN, text="/stats")).text

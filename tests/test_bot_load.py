@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from storage.models import Prediction
+from storage.models import PredictionRecord
 from tests.bot_harness import bot, loader  # noqa: F401 - pytest fixtures
 from tests.bot_harness import ALICE, CachingLoader, RunningBot, bear, eventually
 
@@ -32,7 +32,7 @@ def test_help_is_answered_while_20_photos_are_classified(tmp_path: Path, loader:
         assert all(a.text.startswith("🐻") for a in answers)
         assert help_at < last_photo_at
         assert help_at < 1.0
-        assert eventually(lambda: bot.db(lambda s: s.scalar(select(func.count(Prediction.id)))) == 21)
+        assert eventually(lambda: bot.db(lambda s: s.scalar(select(func.count(PredictionRecord.id)))) == 21)
 
 
 def test_flood_control_retry_after_is_honoured(bot: RunningBot) -> None:

@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from bearbot.labels import NOT_BEAR
 from bot.replies import FOREIGN_BUTTON
-from storage.models import Correction, CorrectionStatus, Prediction
+from storage.models import Correction, CorrectionStatus, PredictionRecord
 from tests.bot_harness import bot, loader  # noqa: F401 - pytest fixtures
 from tests.bot_harness import ADMIN, ALICE, BOB, FIXTURES, GROUP, RunningBot, bear, eventually, not_bear
 
@@ -27,7 +27,7 @@ def test_a_pet_is_refused_kindly_and_confirming_stores_none(bot: RunningBot) -> 
     bot.api.press_button(ALICE, answer, _data(answer, NOT_BEAR))
     bot.api.wait_for(lambda s: s.message_id == answer.message_id and "Recorded: not a bear" in (s.text or ""))
     assert _rows(bot) == [(NOT_BEAR, CorrectionStatus.PENDING)]
-    assert bot.db(lambda s: s.scalar(select(Prediction.is_bear))) is False
+    assert bot.db(lambda s: s.scalar(select(PredictionRecord.is_bear))) is False
 
 
 def test_not_a_bear_button_under_a_bear_answer(bot: RunningBot) -> None:

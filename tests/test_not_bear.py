@@ -12,7 +12,7 @@ from bearbot.imaging import open_image
 from bearbot.inference import TorchClassifier
 from bearbot.labels import NOT_BEAR, UnknownLabelError, check_answer
 from bearbot.model_def import bear_mass, bear_score, build_zero_shot
-from bearbot.prediction import Prediction as Answer
+from bearbot.prediction import Prediction
 from bearbot.preprocess import center_crop_resize, to_batch
 from bearbot.settings import Settings
 from bot.replies import MAX_ECHO, correction_text, feedback_keyboard, prediction_text, unknown_label
@@ -117,7 +117,7 @@ def _refused_photo(session, storage: Storage) -> tuple[list[int], int, int, int]
     users = [upsert_user(session, telegram_id=100 + i, display_name=f"u{i}", is_admin=False).id for i in range(3)]
     admin = upsert_user(session, telegram_id=1, display_name="admin", is_admin=True).id
     image, _ = storage.images.put(session, data=image_bytes((200, 120, 40)), origin=Origin.UPLOAD)
-    answer = Answer(label="black", confidence=0.7, probabilities={"black": 0.7, "grizzly": 0.2, "teddy": 0.1},
+    answer = Prediction(label="black", confidence=0.7, probabilities={"black": 0.7, "grizzly": 0.2, "teddy": 0.1},
                     is_bear=False, model_version=None, bear_score=0.5)
     pred = predictions.record_prediction(session, image_id=image.id, user_id=users[0], chat_id=1, message_id=1, answer=answer)
     return users, admin, image.id, pred.id

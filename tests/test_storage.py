@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bearbot.imaging import ImageError
 from storage import model_versions, runs, users
-from storage.models import Image, ModelVersion, Origin, Prediction, RunStatus, Trigger
+from storage.models import Image, ModelVersion, Origin, PredictionRecord, RunStatus, Trigger
 from storage.store import Storage
 from tests.helpers import image_bytes
 
@@ -65,14 +65,14 @@ def test_prediction_round_trip(storage: Storage) -> None:
         user = users.upsert_user(s, telegram_id=42, display_name="Ann", is_admin=False)
         image, _ = storage.images.put(s, data=image_bytes(), origin=Origin.UPLOAD)
         s.add(
-            Prediction(
+            PredictionRecord(
                 image_id=image.id, user_id=user.id, chat_id=-100123, message_id=7, reply_message_id=8,
                 label="black", confidence=0.62, probabilities={"black": 0.62, "grizzly": 0.3, "teddy": 0.08},
                 is_bear=True, latency_ms=12.5,
             )
         )
     with storage.session() as s:
-        pred = s.scalars(select(Prediction)).one()
+        pred = s.scalars(select(PredictionRecord)).one()
         assert pred.probabilities["grizzly"] == pytest.approx(0.3)
         assert pred.image.sha256 and pred.chat_id == -100123
 

@@ -31,7 +31,7 @@ from bot.replies import (
 )
 from bot.services import BotServices, get_services
 from storage.corrections import record_correction
-from storage.models import Prediction
+from storage.models import PredictionRecord
 from storage.predictions import find_for_message, get_prediction
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,11 @@ class Recorded:
     """A correction as the user should hear about it; ``text`` None when no prediction was found."""
 
     text: str | None
-    prediction: Prediction | None = None
+    prediction: PredictionRecord | None = None
     foreign: bool = False  # the prediction exists but belongs to another chat or message
 
 
-def _bound(pred: Prediction, *, chat_id: int, message_id: int) -> bool:
+def _bound(pred: PredictionRecord, *, chat_id: int, message_id: int) -> bool:
     """Whether ``message_id`` in ``chat_id`` is ``pred``'s answer (or may be: its id not stored yet)."""
     return pred.chat_id == chat_id and pred.reply_message_id in (None, message_id)
 

@@ -10,7 +10,7 @@ from telegram import User as TgUser
 from telegram.ext import ContextTypes
 
 from bearbot.imaging import ImageError, ImageInfo
-from bearbot.prediction import Prediction as Answer
+from bearbot.prediction import Prediction
 from bot.handlers.common import upsert
 from bot.replies import NOT_AN_IMAGE, feedback_keyboard, prediction_text, slow_down
 from bot.services import BotServices, get_services
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def _save(
     session: Session, *, services: BotServices, data: bytes, info: ImageInfo, user: TgUser, message: Message,
-    answer: Answer,
+    answer: Prediction,
 ) -> int:
     """Store the image, the user and the prediction in one transaction; returns the prediction id."""
     image, _created = services.storage.images.put(session, data=data, origin=Origin.UPLOAD, info=info)
