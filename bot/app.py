@@ -131,7 +131,7 @@ def make_services(
     return BotServices(
         settings=settings,
         storage=storage,
-        models=holder,
+        serving=holder,
         limits=UserLimits(
             photos_per_minute=settings.photos_per_minute, corrections_per_minute=settings.corrections_per_minute
         ),
@@ -152,8 +152,8 @@ async def _tell_admins(application: App, text: str) -> None:
 async def _post_init(application: App) -> None:
     """Load the serving model and publish the command menus."""
     services = get_services(application)
-    services.models.report = lambda text: _tell_admins(application, f"⚠️ {text}")
-    await services.models.start()
+    services.serving.report = lambda text: _tell_admins(application, f"⚠️ {text}")
+    await services.serving.start()
     try:
         await application.bot.set_my_commands(PUBLIC_COMMANDS)
         for admin_id in services.settings.admin_ids:
@@ -215,7 +215,7 @@ def build_application(
     application.add_error_handler(_on_error)
     assert application.job_queue is not None, "python-telegram-bot needs the job-queue extra"
     application.job_queue.run_repeating(
-        services.models.poll, interval=settings.model_poll_seconds, first=settings.model_poll_seconds, name="model-poll"
+        services.serving.poll, interval=settings.model_poll_seconds, first=settings.model_poll_seconds, name="model-poll"
     )
     if learning:
         from bot.learning import install_learning

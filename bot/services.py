@@ -31,7 +31,7 @@ class BotServices:
 
     settings: Settings
     storage: Storage
-    models: ModelHolder
+    serving: ModelHolder  # the model answering now (hot-swapped); storage.models is the ORM
     limits: UserLimits
     http: httpx.AsyncClient  # file downloads (streamed, size-capped)
     inference: ThreadPoolExecutor  # predictions; kept apart so DB work and /help never queue behind them
@@ -73,7 +73,7 @@ class BotServices:
 
     async def aclose(self) -> None:
         """Release what the services hold (the bot calls this from ``post_shutdown``)."""
-        await self.models.stop()
+        await self.serving.stop()
         await self.batcher.aclose()
         await self.http.aclose()
         self.inference.shutdown(wait=True, cancel_futures=True)

@@ -64,7 +64,7 @@ def test_stats_sends_the_serving_models_plots(learning_bot: RunningBot, tmp_path
     v2 = new_version(learning_bot, metrics={"golden_error": 0.02})
     # An older run's metrics: the candidate's own keys, before metrics["plots"] existed.
     _finished_run(learning_bot, {"candidate": {"top_losses_png": str(tmp_path / "runs" / "2" / "top_losses.png")}}, version_id=v2)
-    assert eventually(lambda: learning_bot.services.models.version.id == v2, timeout=10)
+    assert eventually(lambda: learning_bot.services.serving.version.id == v2, timeout=10)
     learning_bot.api.wait_for(lambda s: s.method == "sendPhoto")  # the run's own announcement first
     before = len(learning_bot.api.sent)
     request = learning_bot.send(ADMIN, text="/stats")

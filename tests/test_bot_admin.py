@@ -16,7 +16,7 @@ from tests.bot_harness import ADMIN, ALICE, BOB, GROUP, bear, eventually, new_ve
 def test_non_admin_is_refused_and_nothing_runs(bot: RunningBot, command: str) -> None:
     assert bot.reply(bot.send(ALICE, text=command)).text == "Sorry, that command is for the bot's admins."
     assert bot.db(lambda s: s.scalar(select(func.count(TrainingRun.id)))) == 0
-    assert bot.services.models.version.id == 1
+    assert bot.services.serving.version.id == 1
 
 
 def test_admin_retrain_without_dataset_explains_how_to_build_one(bot: RunningBot) -> None:
@@ -74,9 +74,9 @@ def test_pending_lists_with_buttons_and_admin_approves(bot: RunningBot) -> None:
 def test_rollback_swaps_back_and_next_photo_uses_it(bot: RunningBot) -> None:
     assert "Nothing to roll back to" in bot.reply(bot.send(ADMIN, text="/rollback")).text
     new_version(bot)
-    eventually(lambda: bot.services.models.version.id == 2)
+    eventually(lambda: bot.services.serving.version.id == 2)
     assert bot.reply(bot.send(ADMIN, text="/rollback")).text == "Rolled back: now serving v1 (was v2)."
-    assert bot.services.models.version.id == 1
+    assert bot.services.serving.version.id == 1
     bot.reply(bot.send(ALICE, photo=bear("teddy")))
     assert _last_prediction_version(bot) == 1
 

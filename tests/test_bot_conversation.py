@@ -23,7 +23,7 @@ def test_photo_gets_label_confidence_buttons_and_a_prediction_row(bot: RunningBo
     row = eventually(lambda: bot.db(lambda s: s.scalar(select(PredictionRecord).where(PredictionRecord.reply_message_id.is_not(None)))))
     assert bot.db(lambda s: s.scalar(select(func.count(PredictionRecord.id)))) == 1
     assert (row.label, row.chat_id, row.message_id, row.reply_message_id) == ("grizzly", ALICE["id"], msg["message_id"], answer.message_id)
-    assert row.model_version_id == bot.services.models.version.id
+    assert row.model_version_id == bot.services.serving.version.id
     assert set(row.probabilities) == {"grizzly", "black", "teddy"} and row.latency_ms > 0 and row.confidence > 0.5
     user = bot.db(lambda s: s.scalar(select(User).where(User.telegram_id == ALICE["id"])))
     assert user is not None and user.role == "user"
@@ -173,9 +173,9 @@ def test_restart_keeps_data(tmp_path: Path, loader: CachingLoader) -> None:
     with RunningBot(tmp_path / "var", loader=loader) as bot:
         answer = bot.reply(bot.send(ALICE, photo=bear("grizzly")))
         bot.reply(bot.send(ALICE, text="/correct teddy", reply_to=answer.message_id))
-        version = bot.services.models.version.id
+        version = bot.services.serving.version.id
     with RunningBot(tmp_path / "var", loader=loader) as bot:
-        assert bot.services.models.version.id == version
+        assert bot.services.serving.version.id == version
         assert bot.db(lambda s: s.scalar(select(func.count(PredictionRecord.id)))) == 1
         assert bot.db(lambda s: s.scalar(select(Correction.label))) == "teddy"
         stats = bot.reply(bot.send(ADMIN, text="/stats")).text

@@ -22,7 +22,7 @@ def _prediction_versions(bot: RunningBot) -> list[int]:
 def test_new_active_version_answers_the_next_photo(bot: RunningBot) -> None:
     bot.reply(bot.send(ALICE, photo=bear("grizzly")))
     v2 = new_version(bot, metrics={"golden_error": 0.012})
-    assert eventually(lambda: bot.services.models.version.id == v2, timeout=10)
+    assert eventually(lambda: bot.services.serving.version.id == v2, timeout=10)
     bot.reply(bot.send(ALICE, photo=bear("grizzly", 2)))
     assert eventually(lambda: _prediction_versions(bot) == [1, v2])
     assert "It errs on 1.2% of the golden set." in bot.reply(bot.send(ADMIN, text="/model")).text
@@ -39,7 +39,7 @@ def test_broken_artifact_keeps_the_old_model_and_tells_admins(bot: RunningBot, p
     bad = new_version(bot, artifact_path=path, sha256=sha)
     warning = bot.api.wait_for(lambda s: s.chat_id == ADMIN["id"] and (s.text or "").startswith("⚠️"))[0]
     assert f"Model v{bad} could not be loaded" in warning.text and "still serving v1" in warning.text
-    assert bot.services.models.version.id == 1
+    assert bot.services.serving.version.id == 1
     bot.reply(bot.send(ALICE, photo=bear("teddy")))
     assert eventually(lambda: _prediction_versions(bot) == [1])
     assert f"v{bad} is active in the database but not serving yet" in bot.reply(bot.send(ADMIN, text="/stats")).text
@@ -55,13 +55,13 @@ def test_200_predictions_across_a_swap_all_succeed(bot: RunningBot) -> None:
     async def hammer() -> tuple[list[int | None], float]:
         async def one(i: int) -> int | None:
             await asyncio.sleep(i * 0.002)
-            answer = await services.predict(services.models.current, images[i % len(images)])
+            answer = await services.predict(services.serving.current, images[i % len(images)])
             return answer.model_version
 
         tasks = [asyncio.create_task(one(i)) for i in range(200)]
         await asyncio.sleep(0.1)
         await asyncio.to_thread(new_version, bot)
-        result = await services.models.refresh()
+        result = await services.serving.refresh()
         return list(await asyncio.gather(*tasks)), result.pause_ms
 
     versions, pause_ms = bot.call(hammer)

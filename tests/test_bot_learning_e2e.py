@@ -42,7 +42,7 @@ def test_corrections_retrain_promote_and_swap(tmp_path: Path) -> None:
         assert "succeeded" in outcome.text and "fixes 4 photos" in outcome.text, outcome.text
         run = bot.db(lambda s: s.scalar(select(TrainingRun)))
         assert run.model_version_id is not None and run.n_corrections == 4
-        assert eventually(lambda: bot.services.models.version.id == run.model_version_id, timeout=60)
+        assert eventually(lambda: bot.services.serving.version.id == run.model_version_id, timeout=60)
         bot.reply(bot.send(ALICE, photo=(FIXTURES / "hard" / "black_29eeac.jpg").read_bytes()))
         last = eventually(lambda: bot.db(lambda s: s.scalar(select(PredictionRecord).order_by(PredictionRecord.id.desc()))))
         assert last.model_version_id == run.model_version_id

@@ -51,7 +51,7 @@ def test_a_broken_active_model_at_start_serves_the_previous_one(
     with RunningBot(data_dir, loader=loader, model_poll_seconds=0.2) as bot:
         warning = bot.api.wait_for(lambda s: s.chat_id == ADMIN["id"] and (s.text or "").startswith("⚠️"))[0]
         assert "v2 could not be loaded at start" in warning.text and "serving v1 instead" in warning.text
-        assert bot.services.models.version.id == 1
+        assert bot.services.serving.version.id == 1
         assert "%" in bot.reply(bot.send(ALICE, photo=bear("grizzly"))).text
         active = bot.db(model_versions.get_active)
         broken = bot.db(lambda s: model_versions.get_version(s, version_id=2))
@@ -90,7 +90,7 @@ def test_a_failed_hot_swap_is_retried(tmp_path: Path) -> None:
         warning = bot.api.wait_for(lambda s: s.chat_id == ADMIN["id"] and (s.text or "").startswith("⚠️"))[0]
         assert f"v{v2} could not be loaded" in warning.text
         assert bot.db(lambda s: model_versions.get_version(s, version_id=v2)).load_error
-        assert eventually(lambda: bot.services.models.version.id == v2, timeout=15)  # retried after 10 polls
+        assert eventually(lambda: bot.services.serving.version.id == v2, timeout=15)  # retried after 10 polls
         assert eventually(lambda: bot.db(lambda s: model_versions.get_version(s, version_id=v2)).load_error is None)
         assert len([s for s in bot.api.sent if (s.text or "").startswith("⚠️")]) == 1
 

@@ -139,7 +139,7 @@ class ConsoleChat:
     def _banner(self) -> None:
         assert self.app is not None
         services = get_services(self.app)
-        version = services.models.version
+        version = services.serving.version
         self.printer.note(
             "bearbot chat — the real bot's handlers, offline. Type an image path (a folder is sent as an album), "
             "/correct <label> to correct my last answer, a number to tap a button, /help, /stats, /retrain; "
@@ -147,7 +147,7 @@ class ConsoleChat:
         )
         if version is not None:
             self.printer.note(
-                f"Serving model v{version.id} ({version.arch}); labels: {', '.join(services.models.labels)}; "
+                f"Serving model v{version.id} ({version.arch}); labels: {', '.join(services.serving.labels)}; "
                 f"data in {services.settings.data_dir}"
             )
 

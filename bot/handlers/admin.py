@@ -39,7 +39,7 @@ async def retrain(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 async def _send_report(update: Update, context: ContextTypes.DEFAULT_TYPE, report: Callable[..., str]) -> None:
     services = get_services(context)
     assert update.effective_message is not None
-    text = await services.db(report, serving=services.models.version, labels=services.settings.labels)
+    text = await services.db(report, serving=services.serving.version, labels=services.settings.labels)
     await update.effective_message.reply_text(text)
 
 
@@ -49,7 +49,7 @@ async def stats(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     await _send_report(update, context, stats_text)
     services = get_services(context)
     assert update.effective_chat is not None
-    plots = await services.db(serving_plots, version=services.models.version)
+    plots = await services.db(serving_plots, version=services.serving.version)
     await send_plots(context.bot, update.effective_chat.id, plots)
 
 
@@ -75,8 +75,8 @@ async def rollback(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if now is None:
         await message.reply_text(f"Nothing to roll back to: v{was} has no previous version.")
         return
-    result = await services.models.refresh()
-    serving = services.models.version
+    result = await services.serving.refresh()
+    serving = services.serving.version
     if serving is None or serving.id != now:
         await message.reply_text(
             f"Activated v{now} (was v{was}), but it failed to load: {result.error}. "

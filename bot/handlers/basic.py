@@ -24,13 +24,13 @@ async def help_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> No
     user = update.effective_user
     assert update.effective_message is not None
     await update.effective_message.reply_text(
-        help_text(services.models.labels, is_admin=services.is_admin(user.id if user else None))
+        help_text(services.serving.labels, is_admin=services.is_admin(user.id if user else None))
     )
 
 
 async def labels_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """List the labels the serving model knows."""
-    labels = get_services(context).models.labels
+    labels = get_services(context).serving.labels
     assert update.effective_message is not None
     await update.effective_message.reply_text(f"I know these labels: {', '.join(labels)}.")
 

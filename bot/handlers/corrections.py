@@ -106,7 +106,7 @@ async def correct_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     services = get_services(context)
     message, user = update.effective_message, update.effective_user
     assert message is not None and user is not None
-    labels = services.models.labels
+    labels = services.serving.labels
     target = message.reply_to_message
     if target is None or not context.args:
         await message.reply_text(usage_correct(labels))
@@ -143,7 +143,7 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
     query, user = update.callback_query, update.effective_user
     assert query is not None and user is not None
     parsed = parse_feedback(query.data or "")
-    labels = services.models.labels
+    labels = services.serving.labels
     if parsed is None or parsed[1] not in (*labels, NOT_BEAR):
         await query.answer("That button is out of date; reply with /correct <label> instead.", show_alert=True)
         return

@@ -55,7 +55,7 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         data = await download(context.bot, services.http, ref, limit=limit)
         decoded = await services.decode(data)  # the one decode: classified and stored from it
-        classifier = services.models.current  # taken once: a swap meanwhile does not affect this photo
+        classifier = services.serving.current  # taken once: a swap meanwhile does not affect this photo
         answer = await services.predict_image(classifier, decoded.image)
         prediction_id = await services.db(
             _save, services=services, data=data, info=decoded.info, user=user, message=message, answer=answer
