@@ -52,21 +52,19 @@ def build_cmd(
     template = query or settings.search_query_template
     if "{label}" not in template:
         raise fail(f"the query template {template!r} must contain {{label}}", 2)
-    storage = open_storage(settings)
     try:
-        report = build_dataset(
-            storage,
-            search=DdgsImageSearch(),
-            labels=label_set,
-            per_label=per_label or settings.search_per_label,
-            query_template=template,
-            policy=DownloadPolicy(max_pixels=settings.max_image_pixels),
-            retry_failed=retry_failed,
-        )
+        with open_storage(settings) as storage:
+            report = build_dataset(
+                storage,
+                search=DdgsImageSearch(),
+                labels=label_set,
+                per_label=per_label or settings.search_per_label,
+                query_template=template,
+                policy=DownloadPolicy(max_pixels=settings.max_image_pixels),
+                retry_failed=retry_failed,
+            )
     except KeyboardInterrupt:
         raise fail("interrupted; every image stored so far is kept: rerun the same command to continue", 130) from None
-    finally:
-        storage.close()
     _print_failures(report.failures)
     typer.echo(f"dataset build: {report.summary()}")
     if report.error:
@@ -86,13 +84,11 @@ def import_or_exit(settings: Settings, folder: Path) -> IngestReport:
     from storage.store import open_storage
     from trainer.dataset_import import import_folder
 
-    storage = open_storage(settings)
-    try:
-        report = import_folder(storage, folder)
-    except ValueError as exc:
-        raise fail(str(exc), 2) from None
-    finally:
-        storage.close()
+    with open_storage(settings) as storage:
+        try:
+            report = import_folder(storage, folder)
+        except ValueError as exc:
+            raise fail(str(exc), 2) from None
     for path, reason in report.failures:
         typer.echo(f"skipped {path}: {reason}", err=True)
     typer.echo(f"dataset import: {report.summary()}")
@@ -104,16 +100,12 @@ def stats_cmd() -> None:
     """Item counts per label, split and source; the last line is `total N`."""
     from storage.dataset import dataset_counts
     from storage.dataset_origins import corrected_items_by_origin
+    from storage.models import Origin
     from storage.store import open_storage
 
-    settings = settings_or_exit()
-    storage = open_storage(settings)
-    try:
-        with storage.session() as session:
-            counts = dataset_counts(session)
-            corrected = corrected_items_by_origin(session)
-    finally:
-        storage.close()
+    with open_storage(settings_or_exit()) as storage, storage.session() as session:
+        counts = dataset_counts(session)
+        corrected = corrected_items_by_origin(session)
     typer.echo(f"{'label':<16} {'split':<7} {'source':<11} {'count':>6}")
     for row in counts:
         typer.echo(f"{row.label:<16} {row.split.value:<7} {row.source:<11} {row.count:>6}")
@@ -122,11 +114,11 @@ def stats_cmd() -> None:
         for row in counts:
             totals[str(getattr(row, key))] += row.count
         typer.echo(f"per {key}: " + (", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "-"))
-    relabelled = {origin: n for origin, n in corrected.items() if origin != "upload"}
+    relabelled = {origin: n for origin, n in corrected.items() if origin != Origin.UPLOAD}
     if relabelled:
         # Otherwise `import` said "added 332" and the import count here is lower, with no reason given.
         which = ", ".join(f"{n} {origin}ed" for origin, n in sorted(relabelled.items()))
-        sent = corrected.get("upload", 0)
+        sent = corrected.get(Origin.UPLOAD, 0)
         typer.echo(
             f"source correction: {sent} photo{'' if sent == 1 else 's'} users sent, and {which} "
             "photo(s) whose label a user correction changed (counted under correction from then on)"

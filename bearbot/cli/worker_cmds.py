@@ -20,9 +20,6 @@ def worker_cmd(
     from storage.store import open_storage
     from trainer.runner import run_pending
 
-    store = open_storage(settings_or_exit())
-    try:
+    with open_storage(settings_or_exit()) as store:
         done = run_pending(store, once=once, poll_seconds=poll)
-    finally:
-        store.close()
     typer.echo(f"worker: executed {done} run(s)")
