@@ -1,11 +1,13 @@
 """Micro-batching: photos waiting for the model share one forward pass.
 
-A handler awaits :meth:`MicroBatcher.predict`; the photo joins a queue, and one collector task takes
-up to ``max_batch`` waiting photos that use the same model reference, at most ``max_wait_ms`` after the
-oldest of them arrived, and runs them as one batch on the inference pool. While a batch runs, new
-photos queue up and go together in the next one, so under load batches fill by themselves and the
-wait only matters for a lone photo. The forward pass runs on a worker thread: the event loop only
-moves futures around, so ``/help`` is answered during a burst.
+A handler awaits :meth:`MicroBatcher.predict`; the photo joins a queue, and one collector task starts
+batches of up to ``max_batch`` waiting photos that use the same model reference, at most
+``max_in_flight`` batches at a time on the inference pool. A photo that finds the model idle starts at
+once (no wait when there is no load); while batches run, newcomers queue and wait at most
+``max_wait_ms`` after the oldest of them arrived for company, then go together. The forward pass runs
+on a worker thread: the event loop only moves futures around, so ``/help`` is answered during a burst.
+Two batches in flight let one batch's preprocessing (crop, resize, normalise: Python and Pillow)
+overlap the other's ONNX Runtime pass on the 2-core machine.
 """
 
 from __future__ import annotations
@@ -35,14 +37,18 @@ class _Waiting:
 class MicroBatcher:
     """Groups concurrent predictions into batches of at most ``max_batch`` (1: each photo alone)."""
 
-    def __init__(self, executor: Executor, *, max_batch: int = 8, max_wait_ms: float = 5.0) -> None:
-        if max_batch < 1:
-            raise ValueError("max_batch must be at least 1")
+    def __init__(
+        self, executor: Executor, *, max_batch: int = 8, max_wait_ms: float = 5.0, max_in_flight: int = 2
+    ) -> None:
+        if max_batch < 1 or max_in_flight < 1:
+            raise ValueError("max_batch and max_in_flight must be at least 1")
         self.executor = executor
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
+        self.max_in_flight = max_in_flight
         self._queue: collections.deque[_Waiting] = collections.deque()
-        self._arrived = asyncio.Event()
+        self._changed = asyncio.Event()  # a photo arrived or a batch finished
+        self._running: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self.batches: collections.Counter[int] = collections.Counter()  # batch size → how many ran
 
@@ -54,25 +60,38 @@ class MicroBatcher:
             return (await loop.run_in_executor(self.executor, classifier.predict_images, [image]))[0]
         waiting = _Waiting(classifier, image, loop.create_future(), loop.time())
         self._queue.append(waiting)
-        self._arrived.set()
+        self._changed.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._collect(), name="micro-batcher")
         return await waiting.future
 
+    async def _wait_change(self, timeout: float | None) -> None:
+        self._changed.clear()
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            pass
+
     async def _collect(self) -> None:
-        """Run batches while photos wait; ends when the queue is empty (the next photo restarts it)."""
+        """Start batches while photos wait; ends when the queue is empty (the next photo restarts it)."""
         loop = asyncio.get_running_loop()
         while self._queue:
-            deadline = self._queue[0].arrived + self.max_wait
-            while len(self._queue) < self.max_batch and (left := deadline - loop.time()) > 0:
-                self._arrived.clear()
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), left)
-                except TimeoutError:
-                    break
+            if len(self._running) >= self.max_in_flight:
+                await self._wait_change(None)
+                continue
+            left = self._queue[0].arrived + self.max_wait - loop.time()
+            if self._running and len(self._queue) < self.max_batch and left > 0:
+                await self._wait_change(left)  # under load: a few ms for company
+                continue
             batch = self._take()
             if batch:
-                await self._run(batch)
+                task = asyncio.create_task(self._run(batch), name="micro-batch")
+                self._running.add(task)
+                task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._changed.set()
 
     def _take(self) -> list[_Waiting]:
         """Up to ``max_batch`` waiting photos for the oldest one's model, in arrival order (a model swap
@@ -111,9 +130,10 @@ class MicroBatcher:
                 item.future.set_result(answer)
 
     async def aclose(self) -> None:
-        """Stop collecting; photos still waiting get a cancellation."""
+        """Stop collecting and let running batches finish; photos still waiting get a cancellation."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*self._running, return_exceptions=True)
         while self._queue:
             self._queue.popleft().future.cancel()
