@@ -77,14 +77,14 @@ class BearNet(nn.Module):
         features = self.body(x)
         return self.head(features), bear_score(self.imagenet_head(features), self.bear_classes)
 
-    def param_groups(self) -> list[list[nn.Parameter]]:
-        """fastai splitter groups: body, then label head. The ImageNet head is never trained."""
-        return [list(self.body.parameters()), list(self.head.parameters())]
-
 
 def bearnet_splitter(model: BearNet) -> list[list[nn.Parameter]]:
-    """fastai ``splitter`` (module-level so exported learners pickle a reference the bot can import)."""
-    return model.param_groups()
+    """The fastai ``splitter`` of the old whole-network recipe (body, then label head).
+
+    Nothing trains with it now; it stays because learner pickles published before weights files
+    (``.pkl`` versions, which still load) hold a reference to it by this name.
+    """
+    return [list(model.body.parameters()), list(model.head.parameters())]
 
 
 def bear_score(imagenet_logits: torch.Tensor, bear_classes: Sequence[int] = IMAGENET_BEAR_CLASSES) -> torch.Tensor:
