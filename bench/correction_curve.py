@@ -65,6 +65,8 @@ def main() -> None:
     pool = [p for p in stream_folder if not lc.near(p, base)]
     errors: dict[int, dict[str, int]] = {}  # k → true class → unseen errors, pooled
     runs: dict[int, int] = {}
+    zero_shot_errors = dict.fromkeys(labels, 0)
+    every = dict.fromkeys(labels, 0)  # every wrong answer corrected, whatever its class
     for seed in range(args.seeds):
         rng = random.Random(seed)
         stream, test = lc.split_groups(pool, rng, [0.6, 1.0])
@@ -74,8 +76,12 @@ def main() -> None:
         right = [p for p, a in zip(stream, said, strict=True) if index[p.label] == int(a) and rng.random() < args.confirm]
         confusion = [p for p in wrong if p.label == args.label]
         rng.shuffle(confusion)
-        for k in range(len(confusion) + 1):
-            rows = [(p, 1.0) for p in base_train] + [(p, cfg.correction_weight) for p in confusion[:k] + right]
+        with torch.no_grad():
+            for p, m in zip(test, (zero_shot.head(x(test)).argmax(1) != y(test)).tolist(), strict=True):
+                zero_shot_errors[p.label] += int(m)
+        for k in [*range(len(confusion) + 1), -1]:
+            corrected = wrong if k == -1 else confusion[:k]
+            rows = [(p, 1.0) for p in base_train] + [(p, cfg.correction_weight) for p in corrected + right]
             photos = [p for p, _ in rows]
             weights = torch.tensor([w for _, w in rows] * 2)
             head = fit_head(
@@ -84,30 +90,37 @@ def main() -> None:
             )
             with torch.no_grad():
                 missed = head(x(test)).argmax(1) != y(test)
-            cell = errors.setdefault(k, dict.fromkeys(labels, 0))
+            cell = every if k == -1 else errors.setdefault(k, dict.fromkeys(labels, 0))
             for p, m in zip(test, missed.tolist(), strict=True):
                 cell[p.label] += int(m)
-            runs[k] = runs.get(k, 0) + 1
+            if k != -1:
+                runs[k] = runs.get(k, 0) + 1
     print(f"# --base {args.base} --stream {args.stream}; {args.seeds} seeds; corrections of wrong '{args.label}' "
           f"answers; {args.confirm:.0%} of right answers confirmed")
     print("| corrections per seed | seeds | " + " | ".join(f"{label} errors" for label in labels) + " |")
     print("|---|---|" + "---|" * len(labels))
+    print(f"| zero-shot, no training | {args.seeds} | " + " | ".join(str(zero_shot_errors[label]) for label in labels) + " |")
     # A k only some seeds reach would mix seed sets: show the ks every seed reached, then the rest marked.
     for k in sorted(errors):
         note = "" if runs[k] == args.seeds else " (only seeds with this many)"
         print(f"| {k} | {runs[k]}{note} | " + " | ".join(str(errors[k][label]) for label in labels) + " |")
-    plot(errors, runs, labels, args)
+    print(f"| every wrong answer, all classes | {args.seeds} | " + " | ".join(str(every[label]) for label in labels) + " |")
+    plot(errors, runs, zero_shot_errors, labels, args)
 
 
-def plot(errors: dict[int, dict[str, int]], runs: dict[int, int], labels: tuple[str, ...], args: argparse.Namespace) -> None:
-    """Unseen errors per class (per seed) against corrections per seed."""
+def plot(
+    errors: dict[int, dict[str, int]], runs: dict[int, int], zero_shot: dict[str, int], labels: tuple[str, ...],
+    args: argparse.Namespace,
+) -> None:
+    """Unseen errors per class (per seed) against corrections per seed; dotted: the zero-shot model."""
     from matplotlib.figure import Figure
 
     ks = sorted(k for k in errors if runs[k] >= max(3, args.seeds // 2))
     fig = Figure(figsize=(6.4, 4.2))
     ax = fig.add_subplot()
     for label in labels:
-        ax.plot(ks, [errors[k][label] / runs[k] for k in ks], marker="o", label=f"true {label}")
+        line, = ax.plot(ks, [errors[k][label] / runs[k] for k in ks], marker="o", label=f"true {label}")
+        ax.axhline(zero_shot[label] / args.seeds, color=line.get_color(), linestyle=":", linewidth=1)
     ax.set(xlabel=f"corrected wrong '{args.label}' answers (per seed)", ylabel="unseen test errors (per seed)",
            title=f"{args.stream.name}: users correct {args.label} mistakes")
     ax.legend()

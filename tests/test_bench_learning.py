@@ -64,3 +64,14 @@ def test_recipe_sweep_prints_a_table(stream: Path, capsys: pytest.CaptureFixture
             "--correction-weights", "4", "--confirmation-weights", "0", "4", "--l2", "0.01", "--base-weights", "1"]
     out = run_main(recipe_sweep, argv, capsys)
     assert "zero-shot:" in out and out.count("| 4 | ") == 2
+
+
+def test_correction_curve_prints_and_plots(stream: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import correction_curve
+
+    png = tmp_path / "curve.png"
+    argv = ["correction_curve", "--base", str(FIXTURES / "bears"), "--stream", str(stream), "--seeds", "2",
+            "--label", "black", "--out", str(png)]
+    out = run_main(correction_curve, argv, capsys)
+    assert "| zero-shot, no training | 2 |" in out and "| every wrong answer, all classes | 2 |" in out
+    assert png.stat().st_size > 0
