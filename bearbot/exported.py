@@ -1,17 +1,19 @@
 """The serving form of a :class:`~bearbot.model_def.BearNet`: ``forward_all`` exported to ONNX and run
 by ONNX Runtime on the CPU, cached next to the model artifacts so a restart does not export again.
 
-Why ONNX Runtime: measured on this model (EfficientNet-Lite0 v0, 288 px, one image, 2 threads) on the
-2-core machine beside the TorchScript trace it replaces and ``torch.export`` + AOTInductor
-(``bench/bench_inference.py --compare-runtimes``): ORT answered fastest and its export takes seconds,
-where AOTInductor's C++ compile took over a minute. Outputs equal the eager model's to ~1e-6.
+Why ONNX Runtime: ``python bench/bench_inference.py --compare-runtimes --n 30`` (v0, 288 px, 2 threads,
+on the shared 2-core machine, load average ~8) gave p50 per photo: eager torch 238 ms, the TorchScript
+trace+freeze this replaced (deprecated) 90 ms, ``torch.export`` + AOTInductor 54 ms (31.5 s to compile,
+a C++ toolchain at run time), ONNX Runtime 31 ms (18 s to export, 0.11 s to load the file again).
+All four agree with eager torch to within 6e-6.
 
 The cache: ``<models_dir>/compiled/<key>.onnx`` with ``<key>.json`` beside it, where ``key`` hashes the
 artifact's sha256, the model's facts (labels, size, bear classes) and the exporter's version. The JSON
 records an HMAC-SHA256 of the ONNX bytes under a random key that only this installation holds
 (``compiled/.key``, mode 0600): a graph is only used when its bytes carry a tag this system wrote, so a
-file dropped or altered in the folder is exported again, never run. When the torch model is at hand
-(an export, or the trainer's loads), the graph must also reproduce the eager model on a probe input.
+file dropped or altered in the folder is exported again, never run. When a load builds the torch model
+anyway (:func:`load_or_export`: a learner pickle, another architecture), a cached graph must also
+reproduce it on a probe input, and a fresh export always must.
 A restart that finds a valid entry never builds the torch model: no timm, no torchvision, no export.
 """
 
