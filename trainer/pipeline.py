@@ -154,16 +154,10 @@ class _Judge:
         )
 
 
-_BODY_HASHES: dict[int, str] = {}
-
-
 def _body_hash(model: BearNet) -> str:
     from bearbot.backbone import state_dict_sha256
 
-    key = id(model.body)
-    if key not in _BODY_HASHES:
-        _BODY_HASHES[key] = state_dict_sha256(model.body)
-    return _BODY_HASHES[key]
+    return state_dict_sha256(model.body)
 
 
 def train_and_gate(
