@@ -43,13 +43,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bearbot.imaging import ImageError, inspect_image
+from bearbot.imaging import IMAGE_SUFFIXES, ImageError, hash_distance, inspect_image
 from bearbot.settings import Settings, load_settings
 from storage import corrections, predictions, users
 from storage.dataset import ItemSource, PhashIndex
 from storage.models import Origin, RunStatus
 from storage.store import Storage, open_storage
-from trainer.data import IMAGE_SUFFIXES
 
 NEAR = 10  # difference-hash bits: storage.dataset.SAME_SIDE_DISTANCE
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -103,7 +102,7 @@ def load_photos(root: Path) -> list[Photo]:
 
 
 def near(a: Photo, others: list[Photo]) -> bool:
-    return any((a.phash ^ o.phash).bit_count() <= NEAR for o in others)
+    return any(hash_distance(a.phash, o.phash) <= NEAR for o in others)
 
 
 def groups_of(photos: list[Photo]) -> list[list[Photo]]:

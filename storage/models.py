@@ -189,11 +189,6 @@ class PredictionRecord(Base):
     )
 
 
-# The ORM class's old name, until storage/snapshot.py (being rewritten for the retrain gate) says
-# PredictionRecord; ``Prediction`` elsewhere means bearbot.prediction.Prediction.
-Prediction = PredictionRecord
-
-
 class Correction(Base):
     __tablename__ = "corrections"
     # A user correcting the same image again updates their correction.

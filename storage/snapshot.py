@@ -32,7 +32,7 @@ from storage.models import (
     CorrectionStatus,
     DatasetItem,
     Image,
-    Prediction,
+    PredictionRecord,
     Split,
     utcnow,
 )
@@ -189,7 +189,7 @@ def _answers(session: Session, prediction_ids: Sequence[int]) -> dict[int, str]:
     if not prediction_ids:
         return {}
     rows = session.execute(
-        select(Prediction.id, Prediction.label, Prediction.is_bear).where(Prediction.id.in_(list(prediction_ids)))
+        select(PredictionRecord.id, PredictionRecord.label, PredictionRecord.is_bear).where(PredictionRecord.id.in_(list(prediction_ids)))
     )
     return {pid: (label if is_bear else NOT_BEAR) for pid, label, is_bear in rows}
 
@@ -198,8 +198,8 @@ def _pending_confirmations(session: Session) -> list[tuple[int, str, tuple[int, 
     """(image id, label, correction ids, learned) of pending ✅ confirmations no user contradicts."""
     rows = session.execute(
         select(Correction.id, Correction.image_id, Correction.label, Correction.learned_version_id,
-               Prediction.label, Prediction.is_bear)
-        .join(Prediction, Correction.prediction_id == Prediction.id)
+               PredictionRecord.label, PredictionRecord.is_bear)
+        .join(PredictionRecord, Correction.prediction_id == PredictionRecord.id)
         .where(Correction.status == CorrectionStatus.PENDING)
     ).all()
     labels_of: dict[int, set[str]] = {}

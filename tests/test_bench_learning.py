@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -40,7 +41,7 @@ def test_learning_curve_cross_source(stream: Path, capsys: pytest.CaptureFixture
     argv = ["learning_curve", "--base", str(FIXTURES / "bears"), "--stream", str(stream), "--seeds", "0",
             "--stream-share", "0.6", "--cycles", "2", "--alpha", "1.0"]
     out = run_main(learning_curve, argv, capsys)
-    rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    rows = [line for line in out.splitlines() if re.match(r"\s*\d+\s+\d+/\d+", line)]
     assert len(rows) == 1 and all(("succeeded" in r or "rejected" in r) for r in rows), out
     assert "pooled unseen errors:" in out and "paired on unseen photos:" in out
     assert "promoted but worse on unseen photos:" in out

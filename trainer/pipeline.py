@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from bearbot.backbone import load_backbone
+from bearbot.imaging import hash_distance
 from bearbot.inference import TorchClassifier
 from bearbot.labels import NOT_BEAR
 from bearbot.model_def import BearNet, build_zero_shot
@@ -111,7 +112,7 @@ def folds_of(photos: Sequence[Reviewed], k: int) -> list[int]:
     hashes = [int(p.phash, 16) for p in photos]
     for i in range(len(photos)):
         for j in range(i):
-            if (hashes[i] ^ hashes[j]).bit_count() <= SAME_SIDE_DISTANCE:
+            if hash_distance(hashes[i], hashes[j]) <= SAME_SIDE_DISTANCE:
                 parent[root(i)] = root(j)
     groups: dict[int, str] = {}
     for i, photo in enumerate(photos):
@@ -122,7 +123,7 @@ def folds_of(photos: Sequence[Reviewed], k: int) -> list[int]:
 
 def _near(phash: str, others: Sequence[int]) -> bool:
     value = int(phash, 16)
-    return any((value ^ o).bit_count() <= SAME_SIDE_DISTANCE for o in others)
+    return any(hash_distance(value, o) <= SAME_SIDE_DISTANCE for o in others)
 
 
 class _Judge:
