@@ -263,8 +263,8 @@ def describe_run(run: TrainingRun) -> str:
     fixes, breaks = gate.get("fixes", 0), gate.get("breaks", 0)
     n = gate.get("n") or {}
     judged = (
-        f" Judged photo by photo on {n.get('golden', 0)} golden photos and {n.get('reviewed', 0)} photos users"
-        " reviewed (each answered by a candidate trained without it):"
+        f" Judged photo by photo on {n.get('golden', 0)} golden photos, {n.get('reviewed', 0)} photos users"
+        f" reviewed (each answered by a candidate trained without it) and {n.get('presumed', 0)} answers nobody corrected:"
         f" it fixes {fixes} photo{'' if fixes == 1 else 's'} serving gets wrong and breaks {breaks} it got right."
     )
     broken = gate.get("broken") or []

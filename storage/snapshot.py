@@ -32,6 +32,7 @@ from storage.models import (
     CorrectionStatus,
     DatasetItem,
     Image,
+    ModelVersion,
     PredictionRecord,
     Split,
     utcnow,
@@ -63,6 +64,7 @@ class TrainingView:
     valid: list[DatasetEntry]
     golden: list[DatasetEntry]
     reviewed: list[Reviewed]  # evaluation photos: users' labels no promoted model has learned
+    presumed: list[Reviewed]  # the serving model's recent answers nobody corrected (label = its answer)
     confirmed: list[Reviewed]  # pending ✅ confirmations that train (learned or not), outside the dataset
     labels: tuple[str, ...]
     learnable: list[int]  # corrections in the view that no promoted model has learned
@@ -135,7 +137,7 @@ def take_view(session: Session, *, images: ImageStore) -> TrainingView:
     by_split = {split: [i for i in items if i.split is split] for split in Split}
     return TrainingView(
         train=by_split[Split.TRAIN], valid=by_split[Split.VALID], golden=by_split[Split.GOLDEN],
-        reviewed=reviewed, confirmed=confirmed, labels=labels,
+        reviewed=reviewed, confirmed=confirmed, presumed=_presumed(session, images=images, index=index), labels=labels,
         learnable=[cid for cid, (outcome, _) in merged.items() if outcome in _TRAINS]
         + [cid for r in confirmed if r in reviewed for cid in r.correction_ids],
         outcomes=outcomes,
@@ -182,6 +184,39 @@ def _reviewed(
     training = [photo(i, label, None, True, ids) for i, (label, ids, _) in sorted(confirmations.items())]
     evaluation += [r for r in training if not confirmations[r.image_id][2]]
     return evaluation, training
+
+
+PRESUMED_LIMIT = 2000  # the newest uncorrected answers the gate looks at
+
+
+def _presumed(session: Session, *, images: ImageStore, index: PhashIndex) -> list[Reviewed]:
+    """The serving model's newest answers that nobody corrected or confirmed, presumed right.
+
+    Without them a run with corrections but no ✅ would be judged only on photos the serving model
+    got wrong (every one a possible fix, none a possible break) and on the easy golden photos. An
+    answer nobody objected to is what users accepted; a candidate that changes it breaks it, as far
+    as the gate can tell. That is conservative: an uncorrected mistake the candidate fixes counts
+    against it, never for it.
+    """
+    active = session.scalar(select(ModelVersion.id).where(ModelVersion.is_active.is_(True)))
+    if active is None:
+        return []
+    reviewed = select(Correction.image_id)
+    rows = session.execute(
+        select(PredictionRecord.image_id, PredictionRecord.label, PredictionRecord.is_bear, Image)
+        .join(Image, PredictionRecord.image_id == Image.id)
+        .where(PredictionRecord.model_version_id == active, PredictionRecord.image_id.not_in(reviewed))
+        .order_by(PredictionRecord.id.desc())
+        .limit(PRESUMED_LIMIT)
+    ).all()
+    out: dict[int, Reviewed] = {}
+    for image_id, label, is_bear, image in rows:
+        if image_id in out or index.nearest(image.phash, max_distance=dataset.SAME_SIDE_DISTANCE) is not None:
+            continue  # one answer per photo; nothing that trains or is golden
+        out[image_id] = Reviewed(
+            image_id, images.path_of(image), image.sha256, image.phash, label if is_bear else NOT_BEAR, None, False
+        )
+    return list(out.values())
 
 
 def _answers(session: Session, prediction_ids: Sequence[int]) -> dict[int, str]:

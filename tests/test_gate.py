@@ -108,7 +108,8 @@ def label(store: Storage, image_id: int, prediction_id: int, label: str, *, admi
 
 
 @pytest.mark.slow
-def test_cinnamon_corrections_that_break_confirmed_grizzlies_are_rejected(tmp_path: Path) -> None:
+@pytest.mark.parametrize("confirm", [True, False], ids=["grizzlies-confirmed", "grizzlies-uncorrected"])
+def test_cinnamon_corrections_that_break_confirmed_grizzlies_are_rejected(tmp_path: Path, confirm: bool) -> None:
     torch.set_num_threads(2)
     store = open_storage(settings_for(tmp_path))
     try:
@@ -122,11 +123,13 @@ def test_cinnamon_corrections_that_break_confirmed_grizzlies_are_rejected(tmp_pa
         for n, path in enumerate(sorted(HARD.glob("grizzly_*.jpg")), start=10):
             image_id, pred_id, said = send(store, path, message_id=n)
             assert said == "grizzly"
-            label(store, image_id, pred_id, "grizzly", admin=False)  # the sender taps ✅
+            if confirm:
+                label(store, image_id, pred_id, "grizzly", admin=False)  # the sender taps ✅
+            # else nobody objects: an answer nobody corrected is presumed right
         run = runner.run_now(store)
         assert run.status is RunStatus.REJECTED, runs.describe_run(run)
         g = run.metrics["gate"]
-        assert g["breaks"] >= 1 and g["n"]["reviewed"] == 6
+        assert g["breaks"] >= 1 and g["n"]["reviewed"] == (6 if confirm else 3) and g["n"]["presumed"] == (0 if confirm else 3)
         assert any(b["truth"] == "grizzly" and b["candidate"] == "black" for b in g["broken"])
         text = runs.describe_run(run)
         assert "serving model stays" in text and f"breaks {g['breaks']} it got right" in text and "Broken:" in text

@@ -77,7 +77,7 @@ def test_corrections_train_and_gate(store: Storage) -> None:
     assert run.status in (RunStatus.SUCCEEDED, RunStatus.REJECTED), run.error
     m = run.metrics
     assert m["promoted"] == m["gate"]["promote"] == (run.status is RunStatus.SUCCEEDED)
-    assert run.n_corrections == 1 and run.n_golden == 3 and m["gate"]["n"] == {"golden": 3, "reviewed": 1}
+    assert run.n_corrections == 1 and run.n_golden == 3 and m["gate"]["n"]["golden"] == 3 and m["gate"]["n"]["reviewed"] == 1
     assert all(Path(p).is_file() for p in m["plots"]) and any(p.endswith("confusion_matrix.png") for p in m["plots"])
     with store.session() as s:
         assert snapshot.corrections_waiting(s) == []  # seen once: no retrain loop on the same corrections

@@ -1,7 +1,8 @@
 """The promotion gate: paired answers of the serving model and the candidate, and a sign test.
 
-For every evaluation photo (the fixed golden split, and the photos users reviewed — the latter
-scored by cross-fitted candidates that never trained on them), each model is right or wrong. A
+For every evaluation photo (the fixed golden split; the photos users reviewed, scored by
+cross-fitted candidates that never trained on them; and the serving model's recent answers nobody
+corrected, presumed right), each model is right or wrong. A
 photo the candidate gets right and serving wrong is a *fix*; the reverse is a *break*; the rest say
 nothing about which model is better. Under "the candidate is no better", fixes and breaks are
 equally likely, so the one-sided exact sign test (McNemar's exact test) gives
@@ -37,7 +38,7 @@ class Pair:
 
     path: Path
     truth: str  # a model label, or NOT_BEAR
-    group: str  # "golden" or "reviewed"
+    group: str  # "golden", "reviewed" (users' labels, cross-fitted) or "presumed" (answers nobody corrected)
     serving: Prediction
     candidate: Prediction
 
@@ -102,7 +103,7 @@ def decide(pairs: Sequence[Pair], *, alpha: float) -> Decision:
     fixes = [p for p in pairs if p.fix]
     breaks = [p for p in pairs if p.brk]
     p_value = sign_test(len(fixes), len(breaks))
-    n = {group: sum(p.group == group for p in pairs) for group in ("golden", "reviewed")}
+    n = {group: sum(p.group == group for p in pairs) for group in ("golden", "reviewed", "presumed")}
     golden_fixes = sum(p.group == "golden" for p in fixes)
     golden_breaks = sum(p.group == "golden" for p in breaks)
     if not fixes and not breaks:

@@ -173,7 +173,7 @@ def train_and_gate(
         raise RuntimeError("the dataset has no golden or no training images; build or import one first")
     serving = load_serving(storage, settings)
     zero_shot = build_zero_shot(load_backbone(settings.arch), view.labels, image_size=cfg.image_size).to(cfg.device)
-    photos = [*view.train, *view.valid, *view.golden, *view.reviewed]
+    photos = [*view.train, *view.valid, *view.golden, *view.reviewed, *view.confirmed, *view.presumed]
     table = feature_table(
         zero_shot, photos, cache=FeatureCache(settings.features_dir, zero_shot), device=cfg.device,
         batch_size=cfg.batch_size, max_pixels=settings.max_image_pixels, progress=progress,
@@ -195,6 +195,13 @@ def train_and_gate(
         gate.Pair(g.path, g.label, "golden", s, c)
         for g, s, c in zip(golden, judge.serving_answers(golden), golden_cand, strict=True)
     ]
+    presumed = [r for r in readable(view.presumed) if r.label in view.labels or r.label == NOT_BEAR]
+    if presumed:  # answers nobody corrected: the candidate never trained on them, so the full head judges them
+        said = judge.serving_answers(presumed)
+        pairs += [
+            gate.Pair(r.path, r.label, "presumed", s, c)
+            for r, s, c in zip(presumed, said, judge.candidate(head, [r.sha256 for r in presumed])[0], strict=True)
+        ]
     held_out_logits, held_out_labels = _cross_fit(judge, reviewed, train, anchor, view.labels, cfg, settings, pairs)
     decision = gate.decide(pairs, alpha=settings.gate_alpha)
 
