@@ -100,12 +100,7 @@ def default_bootstrap(settings: Settings) -> Bootstrap:
     """On a fresh install, record and activate the built-in zero-shot model v0."""
 
     def ensure(session: Session) -> None:
-        from bearbot.backbone import builtin_sha256
-
-        model_versions.ensure_active(
-            session, arch=settings.arch, labels=list(settings.labels),
-            builtin_sha256=lambda: builtin_sha256(settings.arch),
-        )
+        model_versions.ensure_serving(session, settings)
 
     return ensure
 

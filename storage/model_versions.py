@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage.models import ModelVersion, utcnow
+
+if TYPE_CHECKING:
+    from bearbot.settings import Settings
 
 
 def get_active(session: Session) -> ModelVersion | None:
@@ -171,6 +174,15 @@ def ensure_builtin_version(session: Session, *, sha256: str, arch: str, labels: 
         labels=list(labels),
         metrics={"builtin": "zero-shot ImageNet rows"},
         activate=True,
+    )
+
+
+def ensure_serving(session: Session, settings: Settings) -> ModelVersion | None:
+    """:func:`ensure_active` for the settings' arch and labels: what the bot, the trainer and the CLI serve."""
+    from bearbot.backbone import builtin_sha256
+
+    return ensure_active(
+        session, arch=settings.arch, labels=list(settings.labels), builtin_sha256=lambda: builtin_sha256(settings.arch)
     )
 
 

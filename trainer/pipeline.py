@@ -62,14 +62,10 @@ class Outcome:
 
 def load_serving(storage: Storage, settings: Settings) -> TorchClassifier:
     """The model serving now (v0 recorded on a fresh install), loaded as the bot loads it."""
-    from bearbot.backbone import builtin_sha256
     from bearbot.inference import load_for_settings
 
     with storage.session() as session:
-        active = model_versions.ensure_active(
-            session, arch=settings.arch, labels=list(settings.labels),
-            builtin_sha256=lambda: builtin_sha256(settings.arch),
-        )
+        active = model_versions.ensure_serving(session, settings)
         if active is None:
             raise RuntimeError("no model version is active; activate one with `bearbot models activate ID`")
         return load_for_settings(active, settings, optimize=False)  # the gate reads its head; no tracing needed

@@ -41,19 +41,10 @@ def _row(version: Any) -> VersionRow:
 
 def active_version(storage: Storage) -> VersionRow:
     """The active model version; the built-in zero-shot v0 is recorded and activated when none exists."""
-    from bearbot.backbone import OFFLINE_ARCH, weights_sha256
     from storage import model_versions
 
-    settings = storage.settings
-    def builtin() -> str:
-        if settings.arch != OFFLINE_ARCH:
-            raise RuntimeError(f"no trained model yet and the built-in v0 needs BEARBOT_ARCH={OFFLINE_ARCH}")
-        return weights_sha256()
-
     with storage.session() as session:
-        active = model_versions.ensure_active(
-            session, arch=settings.arch, labels=list(settings.labels), builtin_sha256=builtin
-        )
+        active = model_versions.ensure_serving(session, storage.settings)
         if active is None:  # versions exist but none is active (all deactivated by hand)
             raise RuntimeError("no model version is active; activate one with `bearbot models activate ID`")
         return _row(active)
