@@ -24,8 +24,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import learning_curve as lc  # noqa: E402
-from storage.dataset import Split, assign_split  # noqa: E402
-from trainer.head_fit import fit_head  # noqa: E402
 from trainer.train import TrainConfig  # noqa: E402
 
 
@@ -38,31 +36,11 @@ def main() -> None:
     parser.add_argument("--confirm", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "correction_curve.png")
     args = parser.parse_args()
-    import tempfile
-
-    from bearbot.backbone import load_backbone
-    from bearbot.model_def import build_zero_shot
-    from trainer.features import FeatureCache, feature_table
-
     cfg = TrainConfig(batch_size=32, device="cpu")
-    base, stream_folder = lc.load_photos(args.base), lc.load_photos(args.stream)
-    labels = tuple(sorted({p.label for p in base}))
+    src = lc.Sources.load(args.base, args.stream)
+    labels, zero_shot, x, y = src.labels, src.zero_shot, src.x, src.y
     index = {label: i for i, label in enumerate(labels)}
-    zero_shot = build_zero_shot(load_backbone("efficientnet_lite0"), labels)
-    with tempfile.TemporaryDirectory() as cache:
-        table = feature_table(
-            zero_shot, base + stream_folder, cache=FeatureCache(Path(cache), zero_shot), device="cpu",
-            batch_size=32, max_pixels=40_000_000,
-        )
-
-    def x(photos: list[lc.Photo], mirrored: bool = False) -> torch.Tensor:
-        return (table.mirrored if mirrored else table.plain)[table.rows([p.sha256 for p in photos])]
-
-    def y(photos: list[lc.Photo]) -> torch.Tensor:
-        return torch.tensor([index[p.label] for p in photos], dtype=torch.long)
-
-    base_train = [p for p in base if assign_split(p.sha256, golden_fraction=0.2) is Split.TRAIN]
-    pool = [p for p in stream_folder if not lc.near(p, base)]
+    base_train, pool = src.base_train(), src.pool()
     errors: dict[int, dict[str, int]] = {}  # k → true class → unseen errors, pooled
     runs: dict[int, int] = {}
     zero_shot_errors = dict.fromkeys(labels, 0)
@@ -82,12 +60,7 @@ def main() -> None:
         for k in [*range(len(confusion) + 1), -1]:
             corrected = wrong if k == -1 else confusion[:k]
             rows = [(p, 1.0) for p in base_train] + [(p, cfg.correction_weight) for p in corrected + right]
-            photos = [p for p, _ in rows]
-            weights = torch.tensor([w for _, w in rows] * 2)
-            head = fit_head(
-                torch.cat([x(photos), x(photos, True)]), torch.cat([y(photos)] * 2), weights, zero_shot.head,
-                l2=cfg.head_l2, max_iter=cfg.max_iter,
-            )
+            head = src.fit(rows, l2=cfg.head_l2, max_iter=cfg.max_iter)
             with torch.no_grad():
                 missed = head(x(test)).argmax(1) != y(test)
             cell = every if k == -1 else errors.setdefault(k, dict.fromkeys(labels, 0))

@@ -131,6 +131,64 @@ def split_groups(photos: list[Photo], rng: random.Random, shares: list[float]) -
     return parts
 
 
+@dataclass
+class Sources:
+    """Two folders' photos with cached zero-shot features: what the feature-only benches work on."""
+
+    base: list[Photo]
+    stream: list[Photo]
+    labels: tuple[str, ...]
+    zero_shot: object  # BearNet
+    table: object  # trainer.features.FeatureTable
+
+    @classmethod
+    def load(cls, base_dir: Path, stream_dir: Path) -> Sources:
+        from bearbot.backbone import load_backbone
+        from bearbot.model_def import build_zero_shot
+        from trainer.features import FeatureCache, feature_table
+
+        base, stream = load_photos(base_dir), load_photos(stream_dir)
+        labels = tuple(sorted({p.label for p in base}))
+        zero_shot = build_zero_shot(load_backbone("efficientnet_lite0"), labels)
+        with tempfile.TemporaryDirectory() as cache:
+            table = feature_table(
+                zero_shot, base + stream, cache=FeatureCache(Path(cache), zero_shot), device="cpu",
+                batch_size=32, max_pixels=40_000_000,
+            )
+        return cls(base, stream, labels, zero_shot, table)
+
+    def x(self, photos: list[Photo], mirrored: bool = False):  # noqa: ANN201 - torch.Tensor
+        table = self.table
+        return (table.mirrored if mirrored else table.plain)[table.rows([p.sha256 for p in photos])]
+
+    def y(self, photos: list[Photo]):  # noqa: ANN201 - torch.Tensor
+        import torch
+
+        index = {label: i for i, label in enumerate(self.labels)}
+        return torch.tensor([index[p.label] for p in photos], dtype=torch.long)
+
+    def fit(self, rows: list[tuple[Photo, float]], *, l2: float, max_iter: int = 100):  # noqa: ANN201 - nn.Linear
+        """The head refit on (photo, weight) rows and their mirror images, pulled to zero-shot's rows."""
+        import torch
+
+        from trainer.head_fit import fit_head
+
+        photos = [p for p, _ in rows]
+        weights = torch.tensor([w for _, w in rows] * 2)
+        x = torch.cat([self.x(photos), self.x(photos, True)])
+        return fit_head(x, torch.cat([self.y(photos)] * 2), weights, self.zero_shot.head, l2=l2, max_iter=max_iter)
+
+    def base_train(self) -> list[Photo]:
+        """The base photos an import puts in the train split (golden 20 %, valid 10 % by hash)."""
+        from storage.dataset import Split, assign_split
+
+        return [p for p in self.base if assign_split(p.sha256, golden_fraction=0.2) is Split.TRAIN]
+
+    def pool(self) -> list[Photo]:
+        """Stream photos with nothing near a base photo."""
+        return [p for p in self.stream if not near(p, self.base)]
+
+
 def import_base(store: Storage, settings: Settings, photos: list[Photo]) -> None:
     from trainer.ingest import ingest_image
 

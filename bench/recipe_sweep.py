@@ -16,7 +16,6 @@ import argparse
 import itertools
 import random
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -24,8 +23,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import learning_curve as lc  # noqa: E402
-from storage.dataset import Split, assign_split  # noqa: E402
-from trainer.head_fit import fit_head  # noqa: E402
 
 
 def main() -> None:
@@ -39,33 +36,10 @@ def main() -> None:
     parser.add_argument("--l2", type=float, nargs="+", default=[0.01, 0.03])
     parser.add_argument("--base-weights", type=float, nargs="+", default=[1.0, 0.0])
     args = parser.parse_args()
-    from bearbot.backbone import load_backbone
-    from bearbot.model_def import build_zero_shot
-    from trainer.features import FeatureCache, feature_table
-
-    base, stream_folder = lc.load_photos(args.base), lc.load_photos(args.stream)
-    labels = tuple(sorted({p.label for p in base}))
-    index = {label: i for i, label in enumerate(labels)}
-    zero_shot = build_zero_shot(load_backbone("efficientnet_lite0"), labels)
-    with tempfile.TemporaryDirectory() as cache:
-        table = feature_table(
-            zero_shot, base + stream_folder, cache=FeatureCache(Path(cache), zero_shot), device="cpu",
-            batch_size=32, max_pixels=40_000_000,
-        )
-
-    def x(photos: list[lc.Photo], mirrored: bool = False) -> torch.Tensor:
-        return (table.mirrored if mirrored else table.plain)[table.rows([p.sha256 for p in photos])]
-
-    def y(photos: list[lc.Photo]) -> torch.Tensor:
-        return torch.tensor([index[p.label] for p in photos])
-
-    def fit(rows: list[tuple[lc.Photo, float]], l2: float) -> torch.nn.Linear:
-        photos = [p for p, _ in rows]
-        weights = torch.tensor([w for _, w in rows] * 2)
-        return fit_head(torch.cat([x(photos), x(photos, True)]), torch.cat([y(photos)] * 2), weights, zero_shot.head, l2=l2)
-
-    base_train = [p for p in base if assign_split(p.sha256, golden_fraction=0.2) is Split.TRAIN]
-    pool = [p for p in stream_folder if not lc.near(p, base)]
+    src = lc.Sources.load(args.base, args.stream)
+    index = {label: i for i, label in enumerate(src.labels)}
+    x, y, zero_shot = src.x, src.y, src.zero_shot
+    base_train, pool = src.base_train(), src.pool()
     grid = list(itertools.product(args.correction_weights, args.confirmation_weights, args.l2, args.base_weights))
     totals = {cell: [0, 0, 0] for cell in grid}  # errors after, fixes, breaks
     v0_errors = n_test = 0
@@ -82,7 +56,7 @@ def main() -> None:
                 cw, fw, l2, bw = cell
                 rows = [(p, bw) for p in base_train if bw > 0] + [(p, cw) for p in wrong] + [(p, fw) for p in right if fw > 0]
                 with torch.enable_grad():
-                    head = fit(rows, l2)
+                    head = src.fit(rows, l2=l2)
                 after = head(x(test)).argmax(1) != y(test)
                 totals[cell][0] += int(after.sum())
                 totals[cell][1] += int((before & ~after).sum())
