@@ -91,7 +91,7 @@ class Settings(BaseSettings):
     golden_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     # The retrain gate (trainer/gate.py): promote only when fixes outnumber breaks at this one-sided
     # sign-test level, judged on golden photos and on users' reviewed photos cross-fitted in this many folds.
-    gate_alpha: float = Field(0.05, gt=0.0, le=1.0)
+    gate_alpha: float = Field(0.2, gt=0.0, le=1.0)
     gate_folds: int = Field(5, ge=2, le=20)
 
     # --- Learning loop ----------------------------------------------------------------------
