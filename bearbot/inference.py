@@ -58,6 +58,33 @@ def _serving_forward(model: BearNet, artifact_sha256: str | None, cache_dir: Pat
     return forward, f"onnxruntime ({source})"
 
 
+def predictions_from(
+    probs: torch.Tensor,
+    bear_scores: torch.Tensor,
+    labels: Sequence[str],
+    *,
+    threshold: float,
+    version_id: int | None,
+    latency_ms: float = 0.0,
+) -> list[Prediction]:
+    """One :class:`Prediction` per row of label probabilities and bear scores (serving and the gate alike)."""
+    out = []
+    for row, score in zip(probs.tolist(), bear_scores.tolist(), strict=True):
+        best = max(range(len(row)), key=row.__getitem__)
+        out.append(
+            Prediction(
+                label=labels[best],
+                confidence=row[best],
+                probabilities=dict(zip(labels, row, strict=True)),
+                is_bear=score >= threshold,
+                model_version=version_id,
+                latency_ms=latency_ms,
+                bear_score=score,
+            )
+        )
+    return out
+
+
 class TorchClassifier:
     """A :class:`bearbot.prediction.Classifier` over a :class:`BearNet` on the CPU (or a given device).
 
@@ -134,21 +161,9 @@ class TorchClassifier:
             probs = logits.float().softmax(dim=-1).cpu()
             bear = bear.float().cpu()
         latency_ms = (time.perf_counter() - start) * 1000.0 / max(len(images), 1)
-        out = []
-        for row, score in zip(probs.tolist(), bear.tolist(), strict=True):
-            best = max(range(len(row)), key=row.__getitem__)
-            out.append(
-                Prediction(
-                    label=self.labels[best],
-                    confidence=row[best],
-                    probabilities=dict(zip(self.labels, row, strict=True)),
-                    is_bear=score >= self.bear_threshold,
-                    model_version=self.version_id,
-                    latency_ms=latency_ms,
-                    bear_score=score,
-                )
-            )
-        return out
+        return predictions_from(
+            probs, bear, self.labels, threshold=self.bear_threshold, version_id=self.version_id, latency_ms=latency_ms
+        )
 
     def warm_up(self, passes: int = 3) -> None:
         """Run dummy images so the first user request does not pay for lazy initialisation

@@ -24,7 +24,7 @@ from torch import nn
 
 from bearbot.backbone import load_backbone
 from bearbot.imaging import hash_distance
-from bearbot.inference import TorchClassifier
+from bearbot.inference import TorchClassifier, predictions_from
 from bearbot.labels import NOT_BEAR
 from bearbot.model_def import BearNet, build_zero_shot
 from bearbot.prediction import Prediction
@@ -75,15 +75,7 @@ def answers(
     logits: torch.Tensor, score: torch.Tensor, labels: Sequence[str], *, threshold: float, version_id: int | None
 ) -> list[Prediction]:
     """Predictions from label logits and bear scores, exactly as :class:`TorchClassifier` makes them."""
-    probs = logits.softmax(dim=-1)
-    out = []
-    for row, s in zip(probs.tolist(), score.tolist(), strict=True):
-        best = max(range(len(row)), key=row.__getitem__)
-        out.append(Prediction(
-            label=labels[best], confidence=row[best], probabilities=dict(zip(labels, row, strict=True)),
-            is_bear=s >= threshold, model_version=version_id, bear_score=s,
-        ))
-    return out
+    return predictions_from(logits.softmax(dim=-1), score, labels, threshold=threshold, version_id=version_id)
 
 
 def _examples(rows: Sequence[Any], cfg: TrainConfig) -> list[Example]:
