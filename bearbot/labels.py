@@ -67,3 +67,8 @@ def check_answer(text: str, labels: tuple[str, ...]) -> str:
         return check_label(norm, labels)
     except UnknownLabelError:
         raise UnknownLabelError(normalize_label(text), (*labels, NOT_BEAR)) from None
+
+
+def answer_shown(label: str, is_bear: bool) -> str:
+    """An answer as users see it: the model's label, or NOT_BEAR when it saw no bear."""
+    return label if is_bear else NOT_BEAR

@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bearbot.labels import NOT_BEAR
+from bearbot.labels import NOT_BEAR, answer_shown
 from storage import dataset
 from storage.dataset import DatasetEntry, Outcome, PhashIndex
 from storage.images import ImageStore
@@ -214,7 +214,7 @@ def _presumed(session: Session, *, images: ImageStore, index: PhashIndex) -> lis
         if image_id in out or index.nearest(image.phash, max_distance=dataset.SAME_SIDE_DISTANCE) is not None:
             continue  # one answer per photo; nothing that trains or is golden
         out[image_id] = Reviewed(
-            image_id, images.path_of(image), image.sha256, image.phash, label if is_bear else NOT_BEAR, None, False
+            image_id, images.path_of(image), image.sha256, image.phash, answer_shown(label, is_bear), None, False
         )
     return list(out.values())
 
@@ -226,7 +226,7 @@ def _answers(session: Session, prediction_ids: Sequence[int]) -> dict[int, str]:
     rows = session.execute(
         select(PredictionRecord.id, PredictionRecord.label, PredictionRecord.is_bear).where(PredictionRecord.id.in_(list(prediction_ids)))
     )
-    return {pid: (label if is_bear else NOT_BEAR) for pid, label, is_bear in rows}
+    return {pid: answer_shown(label, is_bear) for pid, label, is_bear in rows}
 
 
 def _pending_confirmations(session: Session) -> list[tuple[int, str, tuple[int, ...], bool]]:
@@ -241,7 +241,7 @@ def _pending_confirmations(session: Session) -> list[tuple[int, str, tuple[int, 
     confirmed: dict[int, list[tuple[int, str, bool]]] = {}
     for cid, image_id, label, learned, said, is_bear in rows:
         labels_of.setdefault(image_id, set()).add(label)
-        if label == (said if is_bear else NOT_BEAR) and label != NOT_BEAR:
+        if label == answer_shown(said, is_bear) and label != NOT_BEAR:
             confirmed.setdefault(image_id, []).append((cid, label, learned is not None))
     disputed = set(
         session.scalars(select(Correction.image_id).where(Correction.status != CorrectionStatus.PENDING))

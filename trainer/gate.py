@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bearbot.labels import NOT_BEAR
+from bearbot.labels import answer_shown
 from bearbot.prediction import Prediction
 
 
 def says(answer: Prediction) -> str:
     """An answer as users see it: a label, or NOT_BEAR when the model saw no bear."""
-    return answer.label if answer.is_bear else NOT_BEAR
+    return answer_shown(answer.label, answer.is_bear)
 
 
 @dataclass(frozen=True)
