@@ -56,8 +56,8 @@ class FeatureCache:
     """Per-photo feature files for one body and crop size."""
 
     def __init__(self, root: Path, model: BearNet) -> None:
-        body_hash = state_dict_sha256(model.body)[:16]
-        self.dir = root / f"{model.arch}-{model.image_size}-{body_hash}"
+        self.body_hash = state_dict_sha256(model.body)  # also tells whether another model shares this body
+        self.dir = root / f"{model.arch}-{model.image_size}-{self.body_hash[:16]}"
 
     def _file(self, sha256: str) -> Path:
         return self.dir / sha256[:2] / f"{sha256}.npy"

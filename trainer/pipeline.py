@@ -117,11 +117,15 @@ def _near(phash: str, others: Sequence[int]) -> bool:
 class _Judge:
     """Serving's and candidates' answers on cached features."""
 
-    def __init__(self, zero_shot: BearNet, serving: TorchClassifier, table: FeatureTable, settings: Settings) -> None:
+    def __init__(
+        self, zero_shot: BearNet, serving: TorchClassifier, table: FeatureTable, cache: FeatureCache, settings: Settings
+    ) -> None:
+        from bearbot.backbone import state_dict_sha256
+
         self.zero_shot, self.serving, self.table, self.settings = zero_shot, serving, table, settings
         same_body = (
             serving.model.arch == zero_shot.arch and serving.model.image_size == zero_shot.image_size
-            and _body_hash(serving.model) == _body_hash(zero_shot)
+            and state_dict_sha256(serving.model.body) == cache.body_hash
         )
         self._serving_view = readout(serving.model) if same_body else None
 
@@ -143,12 +147,6 @@ class _Judge:
         )
 
 
-def _body_hash(model: BearNet) -> str:
-    from bearbot.backbone import state_dict_sha256
-
-    return state_dict_sha256(model.body)
-
-
 def train_and_gate(
     storage: Storage, settings: Settings, *, run_id: int, work_dir: Path, progress: bool = False
 ) -> Outcome:
@@ -162,16 +160,18 @@ def train_and_gate(
     serving = load_serving(storage, settings)
     zero_shot = build_zero_shot(load_backbone(settings.arch), view.labels, image_size=cfg.image_size).to(cfg.device)
     photos = [*view.train, *view.valid, *view.golden, *view.reviewed, *view.confirmed, *view.presumed]
+    cache = FeatureCache(settings.features_dir, zero_shot)
     table = feature_table(
-        zero_shot, photos, cache=FeatureCache(settings.features_dir, zero_shot), device=cfg.device,
+        zero_shot, photos, cache=cache, device=cfg.device,
         batch_size=cfg.batch_size, max_pixels=settings.max_image_pixels, progress=progress,
     )
     feature_seconds = time.perf_counter() - started
-    judge = _Judge(zero_shot, serving, table, settings)
+    judge = _Judge(zero_shot, serving, table, cache, settings)
     readable = lambda items: [i for i in items if i.sha256 in table.row]
+    judged = lambda items: [r for r in readable(items) if r.label in view.labels or r.label == NOT_BEAR]
     train = readable([*view.train, *view.confirmed])
     golden = readable(view.golden)
-    reviewed = [r for r in readable(view.reviewed) if r.label in view.labels or r.label == NOT_BEAR]
+    reviewed = judged(view.reviewed)
     if not train:
         missing = table.unreadable[0] if table.unreadable else "?"
         raise ValueError(f"all {len(view.train)} training images are unreadable (missing or corrupt files), e.g. {missing}")
@@ -183,7 +183,7 @@ def train_and_gate(
         gate.Pair(g.path, g.label, "golden", s, c)
         for g, s, c in zip(golden, judge.serving_answers(golden), golden_cand, strict=True)
     ]
-    presumed = [r for r in readable(view.presumed) if r.label in view.labels or r.label == NOT_BEAR]
+    presumed = judged(view.presumed)
     if presumed:  # answers nobody corrected: the candidate never trained on them, so the full head judges them
         said = judge.serving_answers(presumed)
         pairs += [
