@@ -166,15 +166,14 @@ def _reviewed(
         if outcome in _TRAINS:
             label = label_of_item[item.id]
             found[correction.image_id] = (label, item.id, answer == label)
-    confirmations: dict[int, tuple[str, tuple[int, ...], bool]] = {}
-    for image_id, label, ids, learned in _pending_confirmations(session):
-        if image_id in found or dataset.item_for_image(session, image_id=image_id) is not None:
-            continue
-        image = session.get_one(Image, image_id)
-        if index.nearest(image.phash, max_distance=dataset.SAME_SIDE_DISTANCE) is None:
-            confirmations[image_id] = (label, ids, learned)  # nothing like it in the dataset
-    wanted = list(found) + list(confirmations)
+    candidates = [c for c in _pending_confirmations(session) if c[0] not in found]
+    wanted = list(found) + [image_id for image_id, *_ in candidates]
     rows = {image.id: image for image in session.scalars(select(Image).where(Image.id.in_(wanted)))}
+    confirmations: dict[int, tuple[str, tuple[int, ...], bool]] = {}
+    for image_id, label, ids, learned in candidates:
+        # The index holds every dataset item (distance 0 for the photo itself) and its near-copies.
+        if index.nearest(rows[image_id].phash, max_distance=dataset.SAME_SIDE_DISTANCE) is None:
+            confirmations[image_id] = (label, ids, learned)  # nothing like it in the dataset
 
     def photo(image_id: int, label: str, item_id: int | None, confirmed: bool, ids: tuple[int, ...] = ()) -> Reviewed:
         image = rows[image_id]
