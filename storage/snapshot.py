@@ -32,6 +32,7 @@ from storage.models import (
     CorrectionStatus,
     DatasetItem,
     Image,
+    ItemSource,
     ModelVersion,
     PredictionRecord,
     Split,
@@ -54,6 +55,11 @@ class Reviewed:
     item_id: int | None  # the dataset item that carries its label in the view (None: not a dataset item)
     confirmed: bool  # the label is the answer the bot gave
     correction_ids: tuple[int, ...] = ()  # pending confirmations behind it (item_id None)
+
+    @property
+    def source(self) -> ItemSource:
+        """A user's label (a correction or a ✅): it trains with a correction's weight."""
+        return ItemSource.CORRECTION
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,13 @@ from storage.dataset import SAME_SIDE_DISTANCE
 from storage.snapshot import Reviewed, TrainingView
 from storage.store import Storage
 from trainer import calibrate, gate
+from trainer.data import is_correction
 from trainer.evaluate import Scored, metrics_of, plot_confusion, plot_top_losses
 from trainer.features import FeatureCache, FeatureTable, feature_table, readout
 from trainer.train import (
-    Example,
     TrainConfig,
     default_config,
+    examples_of,
     export_model,
     fit_examples,
     with_head,
@@ -76,15 +77,6 @@ def answers(
 ) -> list[Prediction]:
     """Predictions from label logits and bear scores, exactly as :class:`TorchClassifier` makes them."""
     return predictions_from(logits.softmax(dim=-1), score, labels, threshold=threshold, version_id=version_id)
-
-
-def _examples(rows: Sequence[Any], cfg: TrainConfig) -> list[Example]:
-    """Training rows: dataset items (a correction weighs ``cfg.correction_weight``) and confirmed
-    photos, which weigh as much as corrections (a ✅ is a user's label too)."""
-    return [
-        Example(r.sha256, r.label, cfg.correction_weight if isinstance(r, Reviewed) or r.correction_id else 1.0)
-        for r in rows
-    ]
 
 
 def folds_of(photos: Sequence[Reviewed], k: int) -> list[int]:
@@ -176,7 +168,7 @@ def train_and_gate(
         missing = table.unreadable[0] if table.unreadable else "?"
         raise ValueError(f"all {len(view.train)} training images are unreadable (missing or corrupt files), e.g. {missing}")
     anchor = zero_shot.head
-    head = fit_examples(table, _examples(train, cfg), view.labels, anchor, cfg)
+    head = fit_examples(table, examples_of(train, cfg), view.labels, anchor, cfg)
 
     golden_cand, _ = judge.candidate(head, [g.sha256 for g in golden])
     pairs = [
@@ -208,7 +200,7 @@ def train_and_gate(
     metrics = _metrics(view, decision, pairs, temperature, cfg, table, started, feature_seconds)
     counts = {
         "train": len(train), "valid": len(view.valid), "golden": len(golden),
-        "corrections": sum(1 for i in train if isinstance(i, Reviewed) or i.correction_id is not None),
+        "corrections": sum(map(is_correction, train)),
     }
     outcome = Outcome(promoted=False, decision=decision, metrics=metrics, counts=counts, plots=plots)
     if decision.promote:
@@ -245,7 +237,7 @@ def _cross_fit(
         drop = {r.item_id for r in held if r.item_id is not None} | {r.sha256 for r in held}
         twins = [int(r.phash, 16) for r in held]
         kept = [t for t in train if t.item_id not in drop and t.sha256 not in drop and not _near(t.phash, twins)]
-        head = fit_examples(judge.table, _examples(kept, cfg), labels, anchor, cfg)
+        head = fit_examples(judge.table, examples_of(kept, cfg), labels, anchor, cfg)
         preds, logits = judge.candidate(head, [r.sha256 for r in held])
         for i, r, pred, row in zip(members, held, preds, logits, strict=True):
             pairs.append(gate.Pair(r.path, r.label, "reviewed", serving[i], pred))

@@ -81,7 +81,7 @@ class Example:
 
 
 def examples_of(items: Sequence[LabelledItem], cfg: TrainConfig) -> list[Example]:
-    """Training rows for dataset items; a user correction weighs ``cfg.correction_weight``."""
+    """Training rows; a user's label (a correction, or a ✅ confirmation) weighs ``cfg.correction_weight``."""
     return [
         Example(i.sha256, i.label, cfg.correction_weight if is_correction(i) else 1.0) for i in items
     ]
