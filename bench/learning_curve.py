@@ -274,7 +274,7 @@ def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
         store = open_storage(settings)
         import_base(store, settings, base)
         answers = Answers(store, settings, stream + test)
-        first = answers.of(test)
+        first = last = answers.of(test)
         before = sum(a.label != p.label for a, p in zip(first, test, strict=True))
         class_before = Counter(p.label for a, p in zip(first, test, strict=True) if a.label != p.label)
         afters, statuses, seconds, gates, calibration = [], [], [], [], []
@@ -293,8 +293,8 @@ def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
             seconds.append(time.perf_counter() - started)
             if run.status is RunStatus.FAILED:
                 print(f"  run failed: {run.error}", file=sys.stderr)
-            now = answers.of(test)
-            errors = sum(a.label != p.label for a, p in zip(now, test, strict=True))
+            last = answers.of(test)  # after this cycle; after the loop, the answers the last model gives
+            errors = sum(a.label != p.label for a, p in zip(last, test, strict=True))
             if run.status is RunStatus.SUCCEEDED and errors > previous:
                 worse_promoted += 1
             afters.append(errors)
@@ -304,7 +304,6 @@ def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
                 calibration.append(run.metrics["temperature"])
             gates.append(f"{g.get('fixes', 0)}/{g.get('breaks', 0)} p={g.get('p_value', 1):.2f}")
             previous = errors
-        last = answers.of(test)
         store.close()
     fixes = sum(a.label != p.label and b.label == p.label for a, b, p in zip(first, last, test, strict=True))
     breaks = sum(a.label == p.label and b.label != p.label for a, b, p in zip(first, last, test, strict=True))
