@@ -391,6 +391,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     fake: FakeBotApi
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY, as Telegram's servers answer: with Nagle on, the body written after the headers
+    # waits for the client's delayed ACK, 40 ms on every call (measured: 44 ms from update to handler).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence the per-request access log."""
