@@ -23,7 +23,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, synonym
 
 # Explicit constraint names so migrations behave the same on SQLite and PostgreSQL.
 NAMING = {
@@ -109,9 +109,13 @@ def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
 
 class User(Base):
     __tablename__ = "users"
+    # One person per transport account: Telegram user 42 and Discord user 42 are two rows.
+    __table_args__ = (UniqueConstraint("transport", "external_id", name="uq_users_transport_external_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    telegram_id: Mapped[int] = mapped_column(BigInteger, unique=True)
+    transport: Mapped[str] = mapped_column(String(16), default="telegram", server_default="telegram")
+    external_id: Mapped[int] = mapped_column(BigInteger)  # the transport's user id (Discord: a snowflake)
+    telegram_id = synonym("external_id")  # the name before other transports; means nothing without transport
     display_name: Mapped[str] = mapped_column(String(256), default="")
     role: Mapped[Role] = mapped_column(_enum(Role, "role"), default=Role.USER)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -170,6 +174,7 @@ class PredictionRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    transport: Mapped[str] = mapped_column(String(16), default="telegram", server_default="telegram")  # of the chat
     chat_id: Mapped[int] = mapped_column(BigInteger)
     message_id: Mapped[int | None] = mapped_column(BigInteger, default=None)  # the user's photo message
     reply_message_id: Mapped[int | None] = mapped_column(BigInteger, default=None)  # the bot's answer
@@ -251,6 +256,7 @@ class TrainingRun(Base):
     status: Mapped[RunStatus] = mapped_column(_enum(RunStatus, "run_status"), default=RunStatus.QUEUED, index=True)
     requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     requested_chat_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    requested_transport: Mapped[str | None] = mapped_column(String(16), default=None)  # where requested_chat_id is
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)

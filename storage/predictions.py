@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bearbot.prediction import Prediction
-from storage.models import Correction, CorrectionStatus, PredictionRecord
+from storage.models import Correction, CorrectionStatus, PredictionRecord, User
 
 
 def record_prediction(
@@ -19,11 +20,13 @@ def record_prediction(
     chat_id: int,
     message_id: int | None,
     answer: Prediction,
+    transport: str = "telegram",
 ) -> PredictionRecord:
     """Store what the model said about ``image_id`` for the user's message; returns the row."""
     row = PredictionRecord(
         image_id=image_id,
         user_id=user_id,
+        transport=transport,
         chat_id=chat_id,
         message_id=message_id,
         model_version_id=answer.model_version,
@@ -49,17 +52,41 @@ def get_prediction(session: Session, *, prediction_id: int) -> PredictionRecord 
     return session.get(PredictionRecord, prediction_id)
 
 
-def find_for_message(session: Session, *, chat_id: int, message_id: int) -> PredictionRecord | None:
+def find_for_message(
+    session: Session, *, chat_id: int, message_id: int, transport: str = "telegram"
+) -> PredictionRecord | None:
     """The prediction answered by (or answering) ``message_id`` in ``chat_id``; the newest wins."""
     return session.scalar(
         select(PredictionRecord)
         .where(
+            PredictionRecord.transport == transport,
             PredictionRecord.chat_id == chat_id,
             or_(PredictionRecord.reply_message_id == message_id, PredictionRecord.message_id == message_id),
         )
         .order_by(PredictionRecord.id.desc())
         .limit(1)
     )
+
+
+def latest_answer(session: Session, *, transport: str, chat_id: int, user_id: int) -> PredictionRecord | None:
+    """The newest prediction for ``user_id``'s photo in ``chat_id`` (a /correct that replies to nothing)."""
+    return session.scalar(
+        select(PredictionRecord)
+        .where(PredictionRecord.transport == transport, PredictionRecord.chat_id == chat_id, PredictionRecord.user_id == user_id)
+        .order_by(PredictionRecord.id.desc())
+        .limit(1)
+    )
+
+
+def correction_transports(session: Session, correction_ids: Sequence[int]) -> dict[int, str]:
+    """Which transport each correction was made on (its answer's chat, else its user's account)."""
+    rows = session.execute(
+        select(Correction.id, PredictionRecord.transport, User.transport)
+        .join(User, User.id == Correction.user_id)
+        .outerjoin(PredictionRecord, PredictionRecord.id == Correction.prediction_id)
+        .where(Correction.id.in_(correction_ids))
+    ).all()
+    return {cid: by_chat or by_user for cid, by_chat, by_user in rows}
 
 
 def count_predictions(session: Session) -> int:
