@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     webhook_port: int = Field(8443, ge=1, le=65535)
     # Required in webhook mode: Telegram sends it in a header and updates without it are refused.
     webhook_secret: SecretStr | None = Field(None, validate_default=True)
+
+    # --- Discord (bot/discord; README "Discord") ------------------------------------------------
+    discord_bot_token: SecretStr | None = Field(None, validation_alias="DISCORD_BOT_TOKEN")
+    discord_admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()  # Discord user ids (snowflakes)
+    discord_admin_role: str | None = None  # members with a role of this name are admins too
+    discord_admin_channel_id: int | None = None  # scheduled runs' outcomes go here (else to each admin's DMs)
+    discord_guild_id: int | None = None  # register slash commands in this one server only (instant; for testing)
     concurrent_updates: int = Field(32, ge=1)
     photos_per_minute: int = Field(20, ge=1)
     corrections_per_minute: int = Field(10, ge=1)
@@ -115,7 +122,7 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("admin_ids", mode="before")
+    @field_validator("admin_ids", "discord_admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):
