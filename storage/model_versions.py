@@ -186,6 +186,24 @@ def ensure_serving(session: Session, settings: Settings) -> ModelVersion | None:
     )
 
 
+def serving_version(session: Session, settings: Settings) -> ModelVersion:
+    """:func:`ensure_serving`, or LookupError when versions exist but none is active (deactivated by hand)."""
+    active = ensure_serving(session, settings)
+    if active is None:
+        raise LookupError("no model version is active; activate one with `bearbot models activate ID`")
+    return active
+
+
+def version_with_sha256(session: Session, sha256: str) -> ModelVersion | None:
+    """The oldest recorded version whose artifact file has these bytes (None: no such file was published)."""
+    return session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.sha256 == sha256, ModelVersion.artifact_path.is_not(None))
+        .order_by(ModelVersion.id)
+        .limit(1)
+    )
+
+
 def ensure_active(
     session: Session, *, arch: str, labels: list[str], builtin_sha256: Callable[[], str]
 ) -> ModelVersion | None:

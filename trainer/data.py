@@ -1,4 +1,4 @@
-"""Training items: (path, label) pairs, folder layouts, content-hash splits, and the fastai
+"""Training items: (path, label) pairs, folder layouts, decoding in batches, and the fastai
 ``DataLoaders`` an exported learner carries.
 
 Training itself works on features (:mod:`trainer.head_fit`); the ``DataLoaders`` only give the
@@ -16,15 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
 
-from bearbot.imaging import (  # IMAGE_SUFFIXES: bench/learning_curve.py imports it from here
-    DEFAULT_MAX_PIXELS,
-    IMAGE_SUFFIXES,  # noqa: F401
-    ImageError,
-    hash_fraction,
-    image_files,
-    open_image,
-    sha256_hex,
-)
+from bearbot.imaging import DEFAULT_MAX_PIXELS, ImageError, image_files, open_image
 from bearbot.labels import parse_labels
 from bearbot.preprocess import fastai_item_tfms, read_item_image
 from storage.models import ItemSource
@@ -70,21 +62,6 @@ def folder_items(root: Path) -> list[LabelledImage]:
     return items
 
 
-def content_bucket(path: Path, salt: str = "") -> float:
-    """A number in [0, 1) fixed by the file's bytes: splits survive renames and added files."""
-    return hash_fraction(sha256_hex(salt.encode() + path.read_bytes()))
-
-
-def split_by_content(
-    items: Sequence[LabelledImage], fraction: float, *, salt: str = ""
-) -> tuple[list[LabelledImage], list[LabelledImage]]:
-    """Deterministic (rest, held-out) split: an image is held out when its content bucket < ``fraction``."""
-    rest, held = [], []
-    for item in items:
-        (held if content_bucket(item.path, salt) < fraction else rest).append(item)
-    return rest, held
-
-
 def is_correction(item: LabelledItem) -> bool:
     """Whether ``item``'s label came from a user correction; items without a ``source`` are not."""
     return getattr(item, "source", None) == ItemSource.CORRECTION
@@ -109,11 +86,6 @@ def decoded_batches(
             except (ImageError, OSError):
                 unreadable.append(Path(paths[i]))
         yield kept, images, unreadable
-
-
-def labels_of(items: Iterable[LabelledItem]) -> tuple[str, ...]:
-    """The sorted label set present in ``items``."""
-    return tuple(sorted({item.label for item in items}))
 
 
 def as_pairs(items: Iterable[LabelledItem]) -> list[list[str]]:

@@ -14,14 +14,67 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy.orm import Session
 
-from bearbot.inference import TorchClassifier
+from bearbot.artifact import ARTIFACT_SUFFIX, read_weights, sha256_file
+from bearbot.inference import (
+    TorchClassifier,
+    load_for_settings,
+    model_from_learner_file,
+)
 from bearbot.prediction import Prediction
 from bearbot.preprocess import read_item_image
+from storage import model_versions
+from storage.models import ModelVersion
+from storage.store import Storage
 from trainer.data import LabelledItem, decoded_batches
 
 CONFUSION_PNG = "confusion_matrix.png"
 TOP_LOSSES_PNG = "top_losses.png"
+
+
+def load_model(
+    storage: Storage, ref: str | None = None, *, trust_file: bool = False, optimize: bool = True
+) -> TorchClassifier:
+    """The model a command names, loaded as the bot loads it (sha256 checked before anything is parsed).
+
+    ``ref``: a version id, or an artifact file — one this system published (found by its sha256), or
+    with ``trust_file`` any weights file or learner pickle; None is the serving version (v1 recorded
+    on a fresh install). Raises LookupError with a one-line reason.
+    """
+    with storage.session() as session:
+        version = _version_for(session, ref, trust_file=trust_file) if ref else model_versions.serving_version(
+            session, storage.settings
+        )
+    return load_for_settings(version, storage.settings, optimize=optimize)
+
+
+def _version_for(session: Session, ref: str, *, trust_file: bool) -> ModelVersion:
+    if ref.isdigit():
+        version = model_versions.get_version(session, version_id=int(ref))
+        if version is None:
+            raise LookupError(f"no model version {ref}")
+        return version
+    path = Path(ref).resolve()
+    if not path.is_file():
+        raise LookupError(f"{ref} is neither a model version id nor a file")
+    sha = sha256_file(path)
+    recorded = model_versions.version_with_sha256(session, sha)
+    if recorded is not None:  # the same bytes as a published version: load this copy under its id
+        arch, labels, version_id = recorded.arch, list(recorded.labels), recorded.id
+    elif not trust_file:
+        raise LookupError(
+            f"{ref} is not a model this system recorded; pass --trust-file to load it anyway "
+            "(a learner pickle runs code when loaded)"
+        )
+    elif path.name.endswith(ARTIFACT_SUFFIX):
+        facts = read_weights(path, sha)[1]
+        arch, labels, version_id = facts["arch"], list(facts["labels"]), None
+    else:
+        model = model_from_learner_file(path, sha)
+        arch, labels, version_id = model.arch, list(model.labels), None
+    # Not added to any session: a version as the loader reads it, never stored.
+    return ModelVersion(id=version_id, artifact_path=str(path), sha256=sha, arch=arch, labels=labels)
 
 
 @dataclass(frozen=True)

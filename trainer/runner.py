@@ -9,13 +9,10 @@ the serving model untouched.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 import traceback
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from bearbot.settings import Settings
 from storage import runs, snapshot
@@ -147,21 +144,3 @@ def run_now(storage: Storage, *, trigger: Trigger = Trigger.CLI, poll_seconds: f
         time.sleep(poll_seconds)
         recover(storage)
 
-
-def run_from_cli(settings: Settings) -> int:
-    """``bearbot train`` with no arguments: one run on the database's dataset, gate included.
-
-    Prints the outcome; returns the exit code (0 succeeded or rejected by the gate, 1 failed).
-    """
-    from storage.store import open_storage
-
-    storage = open_storage(settings)
-    try:
-        run = run_now(storage)
-    except RuntimeError as exc:
-        print(f"error: {exc}")
-        return 1
-    finally:
-        storage.close()
-    print(runs.describe_run(run))
-    return 1 if run.status is RunStatus.FAILED else 0

@@ -15,24 +15,18 @@ which marks user corrections).
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from bearbot.backbone import load_backbone
-from bearbot.inference import TorchClassifier
-from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, build_zero_shot
+from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet
 from bearbot.settings import Settings
-from trainer.data import LabelledItem, is_correction, make_dataloaders, split_by_content
+from trainer.data import LabelledItem, is_correction, make_dataloaders
 from trainer.export import export_learner
-from trainer.features import FeatureTable, feature_table
+from trainer.features import FeatureTable
 from trainer.head_fit import fit_head
 
 EXPORT_NAME = "model.safetensors"  # the fastai learner goes beside it (trainer/export.py)
@@ -134,112 +128,3 @@ def export_model(
     path, sha = export_learner(learn, out_dir / "export" / EXPORT_NAME)
     model.eval()
     return path, sha
-
-
-@dataclass
-class TrainResult:
-    """A trained, exported (but not yet published) candidate."""
-
-    classifier: TorchClassifier  # serving wrapper around the trained model (version_id None)
-    artifact_path: Path  # publish with bearbot.artifact.publish
-    sha256: str
-    arch: str
-    labels: tuple[str, ...]
-    config: TrainConfig
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def model(self) -> BearNet:
-        return self.classifier.model
-
-
-@dataclass(frozen=True)
-class _Item:
-    path: Path
-    label: str
-    sha256: str
-    source: str | None = None
-
-
-def _hashed(items: Sequence[LabelledItem]) -> list[_Item]:
-    """Items with the sha256 of their bytes (None-safe: a missing file keeps an empty hash)."""
-    out = []
-    for item in items:
-        sha = getattr(item, "sha256", None)
-        if sha is None:
-            try:
-                sha = hashlib.sha256(Path(item.path).read_bytes()).hexdigest()
-            except OSError:
-                sha = f"missing:{item.path}"
-        out.append(_Item(Path(item.path), item.label, sha, getattr(item, "source", None)))
-    return out
-
-
-def train_candidate(
-    *,
-    train_items: Sequence[LabelledItem],
-    valid_items: Sequence[LabelledItem],
-    labels: Sequence[str],
-    settings: Settings,
-    out_dir: Path,
-    config: TrainConfig | None = None,
-    progress: bool = True,
-) -> TrainResult:
-    """Refit the zero-shot model's head on ``train_items``, report on ``valid_items``, export
-    ``out_dir/export/model.safetensors``. With no ``valid_items``, ~15 % of ``train_items`` are held out by
-    content hash. (The retrain pipeline, :mod:`trainer.pipeline`, uses the same pieces with its gate.)
-    """
-    cfg = config or default_config(settings)
-    labels = tuple(labels)
-    started = time.perf_counter()
-    if not valid_items:
-        train_items, valid_items = split_by_content(list(train_items), 0.15, salt="valid")  # type: ignore[arg-type]
-    if not train_items or not valid_items:
-        raise ValueError("need at least one training and one validation image")
-    train, valid = _hashed(train_items), _hashed(valid_items)
-    model = build_zero_shot(load_backbone(settings.arch), labels, image_size=cfg.image_size)
-    table = feature_table(
-        model, [i for i in train + valid if not i.sha256.startswith("missing:")], cache=None, device=cfg.device,
-        batch_size=cfg.batch_size, max_pixels=settings.max_image_pixels, progress=progress,
-    )
-    read = [i for i in train if i.sha256 in table.row]
-    if not read:
-        raise ValueError(f"all {len(train)} training images are unreadable (missing or corrupt files)")
-    zero_shot_head = model.head
-    head = fit_examples(table, examples_of(read, cfg), labels, zero_shot_head, cfg)
-    valid_read = [i for i in valid if i.sha256 in table.row]
-    x_valid = table.plain[table.rows([i.sha256 for i in valid_read])]
-    y_valid = torch.tensor([labels.index(i.label) for i in valid_read], dtype=torch.long)
-    train_seconds = time.perf_counter() - started
-    model = with_head(model, head)
-    path, sha = export_model(model, train_items=read, valid_items=valid_read, cfg=cfg, out_dir=out_dir)
-    metrics = {
-        **head_metrics(head, x_valid, y_valid, prefix="valid"),
-        **head_metrics(zero_shot_head, x_valid, y_valid, prefix="valid_zero_shot"),
-        "n_train": len(read),
-        "n_corrections": int(sum(is_correction(i) for i in read)),
-        "n_valid": len(valid_read),
-        "unreadable": sorted({str(i.path) for i in train + valid if i.sha256 not in table.row}),
-        "train_seconds": round(train_seconds, 1),
-        "config": asdict(cfg),
-    }
-    classifier = TorchClassifier(
-        model, version_id=None, bear_threshold=settings.bear_threshold,
-        max_pixels=settings.max_image_pixels, device=cfg.device,
-    )
-    return TrainResult(
-        classifier=classifier, artifact_path=path, sha256=sha, arch=settings.arch,
-        labels=labels, config=cfg, metrics=metrics,
-    )
-
-
-def head_metrics(head: nn.Linear, x: torch.Tensor, y: torch.Tensor, *, prefix: str) -> dict[str, float | None]:
-    """Error and log-loss of ``head`` on features ``x`` with targets ``y``."""
-    if not len(y):
-        return {f"{prefix}_error": None, f"{prefix}_loss": None}
-    with torch.no_grad():
-        logits = head.cpu()(x)
-        return {
-            f"{prefix}_error": float((logits.argmax(dim=1) != y).float().mean()),
-            f"{prefix}_loss": float(F.cross_entropy(logits, y)),
-        }

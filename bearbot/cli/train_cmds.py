@@ -6,87 +6,15 @@ Torch, fastai and the database load only inside the commands, so ``bearbot --hel
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
 from bearbot.cli.common import fail, settings_or_exit
-from bearbot.settings import Settings
 
-if TYPE_CHECKING:
-    from bearbot.inference import TorchClassifier
-    from storage.store import Storage
-
-
-OPTIMIZE_FROM = 50  # images per `predict` call from which the traced CPU model is worth building
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    """A model version's fields, copied out of the DB session (``bearbot.inference.VersionFields``)."""
-
-    id: int
-    artifact_path: str | None
-    sha256: str
-    arch: str
-    labels: list[str]
-
-
-def _row(version: Any) -> VersionRow:
-    return VersionRow(version.id, version.artifact_path, version.sha256, version.arch, list(version.labels))
-
-
-def active_version(storage: Storage) -> VersionRow:
-    """The active model version; the built-in zero-shot v0 is recorded and activated when none exists."""
-    from storage import model_versions
-
-    with storage.session() as session:
-        active = model_versions.ensure_serving(session, storage.settings)
-        if active is None:  # versions exist but none is active (all deactivated by hand)
-            raise RuntimeError("no model version is active; activate one with `bearbot models activate ID`")
-        return _row(active)
-
-
-def version_for_ref(storage: Storage, ref: str, *, trust_file: bool) -> VersionRow:
-    """``--model`` value → a version: a version id, or an artifact path (recorded, or trusted by the user)."""
-    from bearbot.artifact import sha256_file
-    from storage import model_versions
-
-    with storage.session() as session:
-        if ref.isdigit():
-            version = model_versions.get_version(session, version_id=int(ref))
-            if version is None:
-                raise RuntimeError(f"no model version {ref}")
-            return _row(version)
-        path = Path(ref)
-        if not path.is_file():
-            raise RuntimeError(f"{ref} is neither a model version id nor a file")
-        sha = sha256_file(path)
-        for version in model_versions.list_versions(session):
-            if version.sha256 == sha and version.artifact_path is not None:
-                return VersionRow(version.id, str(path.resolve()), sha, version.arch, list(version.labels))
-    if not trust_file:
-        raise RuntimeError(f"{ref} is not a model this system recorded; pass --trust-file to load it anyway (it is a pickle)")
-    from bearbot.inference import model_from_learner_file
-
-    model = model_from_learner_file(path, sha)
-    return VersionRow(0, str(path.resolve()), sha, model.arch, list(model.labels))
-
-
-def load_row(row: VersionRow, settings: Settings, *, optimize: bool = True) -> TorchClassifier:
-    """Load a version as a classifier (sha256 checked before unpickling)."""
-    from bearbot.inference import load_for_settings
-
-    return load_for_settings(row, settings, optimize=optimize)
-
-
-def _open(settings: Settings) -> Storage:
-    from storage.store import open_storage
-
-    return open_storage(settings)
+OPTIMIZE_FROM = 50  # images per `predict` call from which the exported CPU graph is worth building
 
 
 def format_prediction(path: str, pred: Any) -> str:
@@ -102,21 +30,21 @@ def predict_cmd(
     images: list[Path] = typer.Argument(..., help="Image files to classify."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line per file."),
 ) -> None:
-    """Classify photos with the active model (the zero-shot v0 when none is trained)."""
+    """Classify photos with the active model (the zero-shot v1 when none is trained)."""
     import torch
 
     from bearbot.imaging import ImageError
+    from storage.store import open_storage
+    from trainer.evaluate import load_model
 
     settings = settings_or_exit()
     torch.set_num_threads(min(4, torch.get_num_threads()))
-    storage = _open(settings)
-    try:
-        # Tracing for speed costs seconds once; it pays off only over many images.
-        classifier = load_row(active_version(storage), settings, optimize=len(images) >= OPTIMIZE_FROM)
-    except Exception as exc:  # noqa: BLE001 - one line for any load failure
-        raise fail(str(exc)) from None
-    finally:
-        storage.close()
+    with open_storage(settings) as storage:
+        try:
+            # Exporting for speed costs seconds once; it pays off only over many images.
+            classifier = load_model(storage, optimize=len(images) >= OPTIMIZE_FROM)
+        except Exception as exc:  # noqa: BLE001 - one line for any load failure
+            raise fail(str(exc)) from None
     failed = 0
     for path in images:
         try:
@@ -170,14 +98,24 @@ def train_cmd(
 
     With --data, the folder's photos join the dataset first (verified, deduplicated, split by hash).
     """
-    from trainer.runner import run_from_cli
+    from storage.models import RunStatus
+    from storage.runs import describe_run
+    from storage.store import open_storage
+    from trainer.runner import run_now
 
     settings = settings_or_exit()
     if data is not None:
         from bearbot.cli.dataset_cmds import import_or_exit
 
         import_or_exit(settings, data)
-    raise typer.Exit(run_from_cli(settings))
+    with open_storage(settings) as storage:
+        try:
+            run = run_now(storage)
+        except RuntimeError as exc:
+            raise fail(str(exc)) from None
+    typer.echo(describe_run(run))
+    if run.status is RunStatus.FAILED:
+        raise typer.Exit(1)
 
 
 def eval_cmd(
@@ -189,23 +127,22 @@ def eval_cmd(
     """Evaluate a model on every image under DATA/<label>/ through the serving path."""
     import torch
 
+    from storage.store import open_storage
     from trainer.data import folder_items
-    from trainer.evaluate import evaluate_classifier
+    from trainer.evaluate import evaluate_classifier, load_model
 
     settings = settings_or_exit()
     torch.set_num_threads(min(4, torch.get_num_threads()))
-    storage = _open(settings)
-    try:
-        row = version_for_ref(storage, model, trust_file=trust_file) if model else active_version(storage)
-        classifier = load_row(row, settings)
-        items = folder_items(data)
-    except (RuntimeError, ValueError) as exc:
-        raise fail(str(exc)) from None
-    finally:
-        storage.close()
+    with open_storage(settings) as storage:
+        try:
+            classifier = load_model(storage, model, trust_file=trust_file)
+            items = folder_items(data)
+        except (LookupError, RuntimeError, ValueError) as exc:
+            raise fail(str(exc)) from None
     out_dir = out or settings.runs_dir / f"eval-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     metrics = evaluate_classifier(classifier, items, out_dir=out_dir)
-    print_metrics(f"model version {row.id}", metrics)
+    version = classifier.version_id
+    print_metrics(f"model v{version}" if version is not None else f"model {model}", metrics)
     if metrics["unreadable"]:
         typer.echo(f"  {len(metrics['unreadable'])} unreadable file(s) skipped", err=True)
 
