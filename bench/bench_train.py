@@ -56,11 +56,12 @@ def main() -> None:
                 m = run.metrics
                 photos = (run.n_train or 0) + (run.n_valid or 0) + (run.n_golden or 0)
                 feature_s = m["feature_seconds"]
-                rate = f"{photos / feature_s:.1f} photos/s" if feature_s >= 0.5 else "cached"
+                # A fresh data directory: the first run computes every photo's features, later ones read them.
+                how = f"computed, {photos / feature_s:.1f} photos/s" if n == 1 else "read from the cache"
                 golden = m["golden_errors"]
                 print(
                     f"run {n} on {m['config']['device']}: {seconds:.1f} s, of which features {feature_s:.1f} s "
-                    f"({photos} photos, {rate}); train {run.n_train}, valid {run.n_valid}, golden {run.n_golden}; "
+                    f"({photos} photos, {how}); train {run.n_train}, valid {run.n_valid}, golden {run.n_golden}; "
                     f"golden errors serving {golden['serving']} → candidate {golden['candidate']}; {run.status.value}"
                 )
 
