@@ -227,6 +227,44 @@ def env_name(field: str) -> str:
     return alias if isinstance(alias, str) else f"{Settings.model_config['env_prefix']}{field.upper()}"
 
 
+def masked(name: str, value: str) -> str:
+    """``value`` of the variable ``name`` as it may be shown: tokens, secrets and a database password hidden."""
+    if name == "TELEGRAM_BOT_TOKEN":
+        bot_id, _, rest = value.partition(":")
+        # The part before ':' is the bot's public user id: it tells you *which* bot, not how to be it.
+        return f"{bot_id}:*** ({len(rest)} characters hidden)" if rest else "*** (not in the form 123456:ABC…)"
+    if "SecretStr" in str(Settings.model_fields[_field_of(name)].annotation):
+        return "*** (set)"
+    if name == "BEARBOT_DATABASE_URL":
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(value).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001 - an unparsable URL is shown without its credentials part
+            return "***@" + value.rpartition("@")[2] if "@" in value else value
+    return value
+
+
+def _field_of(name: str) -> str:
+    return next(field for field in Settings.model_fields if env_name(field) == name)
+
+
+def effective_settings(settings: Settings, env_file: Path | None) -> list[tuple[str, str, str]]:
+    """``(NAME, shown value, source)`` for every setting, secrets masked; source is environment, env file or default."""
+    from dotenv import dotenv_values
+
+    in_file = {k.upper() for k in dotenv_values(env_file)} if env_file else set()
+    in_env = {k.upper() for k in os.environ}
+    values = settings_to_env(settings)
+    rows = []
+    for field in Settings.model_fields:
+        name = env_name(field)
+        source = "environment" if name in in_env else "env file" if name in in_file else "default"
+        value = values.get(name)
+        rows.append((name, "(not set)" if value in (None, "") else masked(name, value), source))
+    return rows
+
+
 ENV_FILE_VAR = "BEARBOT_ENV_FILE"
 
 
