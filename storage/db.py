@@ -127,3 +127,13 @@ def head_revision(url: str) -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
+def revisions(url: str) -> tuple[str | None, str | None]:
+    """(the revision the database at ``url`` is at, the newest one the migrations reach)."""
+    engine = make_engine(url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    return current, head_revision(url)

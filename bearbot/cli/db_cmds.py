@@ -23,14 +23,8 @@ def upgrade_cmd(revision: str = typer.Argument("head", help="Target revision."))
 @app.command("current")
 def current_cmd() -> None:
     """Print the database's revision and the newest one available."""
-    from storage.db import current_revision, head_revision, make_engine
+    from storage.db import revisions
 
-    settings = settings_or_exit()
-    engine = make_engine(settings.db_url)
-    try:
-        cur = current_revision(engine)
-    finally:
-        engine.dispose()
-    head = head_revision(settings.db_url)
+    cur, head = revisions(settings_or_exit().db_url)
     state = "up to date" if cur == head else "needs `bearbot db upgrade`"
     typer.echo(f"current: {cur or '(empty)'}  head: {head}  ({state})")
