@@ -1,4 +1,4 @@
-"""``bearbot models`` and the model lookups the CLI shares: list, activate, roll back, their one-line refusals."""
+"""``bearbot models``, and the refusals of the commands that pick a model or train: one line, exit 1."""
 
 from __future__ import annotations
 
@@ -59,3 +59,14 @@ def test_predict_without_an_active_version_says_how_to_choose_one(storage: Stora
     result = CliRunner().invoke(app, ["predict", "photo.jpg"])
     assert result.exit_code == 1
     assert "error: no model version is active; activate one with `bearbot models activate ID`" in result.output
+
+
+def test_train_without_a_dataset_says_how_to_get_one(storage: Storage) -> None:
+    """The runner raises, the command prints the one line (to stderr) and exits 1; nothing is queued."""
+    from storage import runs
+
+    result = CliRunner().invoke(app, ["train"])
+    assert result.exit_code == 1
+    assert "error: There is no dataset to train on yet. Build one with `bearbot dataset build`" in result.output
+    with storage.session() as s:
+        assert runs.latest_run(s) is None
