@@ -8,10 +8,15 @@ No storage imports here: callers pass a model version's fields (see :func:`load_
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,7 +38,7 @@ from bearbot.backbone import (
     OFFLINE_STD,
     weights_sha256,
 )
-from bearbot.exported import Forward, ServingFacts, load_cached, load_or_export
+from bearbot.exported import PROBE_TOLERANCE, Forward, ServingFacts, load_cached, load_or_export, matches_eager
 from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image
 from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, build_zero_shot
 from bearbot.prediction import Prediction
@@ -43,6 +48,34 @@ from bearbot.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_BEAR_THRESHOLD = 0.88  # = Settings.bear_threshold default; measured by bench/not_bear.py
+EXPORT_TIMEOUT_S = 900.0  # a background export child taking longer is stopped (it takes ~20 s on 2 busy cores)
+# Settings the export child must not see: it gets its whole job on the command line.
+_WITHHELD_PREFIXES = ("TELEGRAM_", "BEARBOT_", "DISCORD_", "POSTGRES_")
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """A model version's fields, enough for another process to rebuild it and cache its ONNX graph."""
+
+    artifact_path: str | None
+    sha256: str
+    arch: str
+    labels: tuple[str, ...]
+    models_dir: Path
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.models_dir / "compiled"
+
+    def command(self) -> list[str]:
+        """``python -m bearbot.export_child JOB``: rebuild, export, verify, cache."""
+        job = {"artifact_path": self.artifact_path, "sha256": self.sha256, "arch": self.arch,
+               "labels": list(self.labels), "models_dir": str(self.models_dir)}
+        return [sys.executable, "-m", "bearbot.export_child", json.dumps(job)]
+
+
+def _child_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(_WITHHELD_PREFIXES)}
 
 
 def _serving_forward(model: BearNet, artifact_sha256: str | None, cache_dir: Path | None) -> tuple[Forward, str]:
@@ -114,12 +147,15 @@ class TorchClassifier:
         self.facts = ServingFacts.of(model)
         self.runtime = "torch"  # what runs the forward pass: "torch", or "onnxruntime (cache|export)"
         self._forward: Forward = model.forward_all
+        self._export: ExportJob | None = None  # set by load_classifier(defer_export=True)
+        self.exported = threading.Event()  # set once no export is pending (done, failed or none asked)
         if optimize and self.device.type == "cpu":
             self._forward, self.runtime = _serving_forward(model, artifact_sha256, cache_dir)
         self.labels: tuple[str, ...] = self.facts.labels
         self.version_id = version_id
         self.bear_threshold = bear_threshold
         self.max_pixels = max_pixels
+        self.exported.set()
 
     @classmethod
     def from_cache(
@@ -130,6 +166,8 @@ class TorchClassifier:
         self = cls.__new__(cls)
         self._model, self._build, self._build_lock = None, build, threading.Lock()
         self.device, self.facts, self.runtime, self._forward = torch.device("cpu"), facts, "onnxruntime (cache)", forward
+        self._export, self.exported = None, threading.Event()
+        self.exported.set()
         self.labels, self.version_id, self.bear_threshold, self.max_pixels = facts.labels, version_id, bear_threshold, max_pixels
         return self
 
@@ -141,6 +179,61 @@ class TorchClassifier:
                 assert self._build is not None
                 self._model = self._build()
             return self._model
+
+    @property
+    def export_pending(self) -> bool:
+        """True while this classifier serves eagerly and its ONNX graph is still to be made."""
+        return self._export is not None and not self.exported.is_set()
+
+    def export_now(self) -> None:
+        """Export (or load from the cache) the serving graph in this thread, then serve through it.
+        For a hot swap: the old model keeps serving at full speed meanwhile."""
+        job, self._export = self._export, None
+        if job is not None:
+            self._forward, self.runtime = _serving_forward(self.model, job.sha256, job.cache_dir)
+        self.exported.set()
+
+    def export_in_background(self) -> threading.Thread | None:
+        """Serve eagerly now and switch to the ONNX graph once a child process has exported it.
+
+        For a first start: nothing else could answer meanwhile. The export runs in a process of its
+        own (at low priority) because tracing temporarily swaps the module's parameters, which
+        threads answering with the same module must never see; the graph it caches is then loaded
+        like any other (our HMAC tag) and must reproduce this model on the probe before it serves.
+        """
+        job = self._export
+        if job is None or self.exported.is_set():
+            return None
+        thread = threading.Thread(target=self._export_in_child, args=(job,), name="onnx-export", daemon=True)
+        thread.start()
+        return thread
+
+    def _export_in_child(self, job: ExportJob) -> None:
+        started = time.perf_counter()
+        try:
+            done = subprocess.run(
+                job.command(), env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, timeout=EXPORT_TIMEOUT_S, check=False,
+            )
+            forward = load_cached(self.facts, artifact_sha256=job.sha256, cache_dir=job.cache_dir)
+            if done.returncode != 0 or forward is None:
+                tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
+                log.warning("background ONNX export of v%s failed (exit %s); serving the eager model: %s",
+                            self.version_id, done.returncode, " | ".join(tail))
+                return
+            diff = matches_eager(self.model, forward)
+            if diff > PROBE_TOLERANCE:
+                log.warning("background ONNX graph of v%s differs from the model by %.2g; serving the eager model",
+                            self.version_id, diff)
+                return
+            self._forward, self.runtime = forward, "onnxruntime (background export)"  # one reference: calls in flight finish eagerly
+            log.info("model v%s now served by ONNX Runtime (exported in the background in %.1f s)",
+                     self.version_id, time.perf_counter() - started)
+        except Exception:  # noqa: BLE001 - the eager model keeps serving; only slower
+            log.warning("background ONNX export of v%s failed; serving the eager model", self.version_id, exc_info=True)
+        finally:
+            self._export = None
+            self.exported.set()
 
     def predict(self, data: bytes) -> Prediction:
         """Classify encoded image bytes; raises ``ImageError`` for bad input."""
@@ -234,6 +327,26 @@ def model_from_learner_file(path: Path, sha256: str) -> BearNet:
     return model.cpu().eval()
 
 
+def build_model(
+    *, artifact_path: str | Path | None, sha256: str, arch: str, labels: Sequence[str], models_dir: Path | None,
+    version_id: int | None = None,
+) -> BearNet:
+    """The torch model of one model version: v0 from the packaged weights, else its verified artifact."""
+    if artifact_path is None:
+        model = build_v0(labels, arch=arch, expected_sha256=sha256)
+    elif str(artifact_path).endswith(ARTIFACT_SUFFIX):
+        model = model_from_weights_file(resolve(artifact_path, models_dir), sha256)
+    else:  # a version published as a learner pickle, before weights files
+        model = model_from_learner_file(resolve(artifact_path, models_dir), sha256)
+    _check_labels(model.labels, artifact_path=artifact_path, labels=labels, version_id=version_id)
+    return model
+
+
+def _check_labels(found: Sequence[str], *, artifact_path: str | Path | None, labels: Sequence[str], version_id: int | None) -> None:
+    if artifact_path is not None and tuple(labels) != tuple(found):
+        raise ArtifactError(f"model version {version_id}: recorded labels {tuple(labels)} differ from the artifact's {tuple(found)}")
+
+
 def load_classifier(
     *,
     artifact_path: str | Path | None,
@@ -246,41 +359,43 @@ def load_classifier(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     device: str = "cpu",
     optimize: bool = True,
+    defer_export: bool = False,
 ) -> TorchClassifier:
     """Load one model version (the fields of a ``model_versions`` row) as a ready classifier.
 
     ``artifact_path`` None means the built-in zero-shot v0; otherwise the artifact is read, its
     sha256 checked against ``sha256`` BEFORE anything is parsed, and its labels checked against ``labels``.
+    ``defer_export``: when no cached graph exists, return the eager model at once and leave the export
+    to the caller (:meth:`TorchClassifier.export_now` or :meth:`TorchClassifier.export_in_background`).
     """
-    def build() -> BearNet:
-        if artifact_path is None:
-            model = build_v0(labels, arch=arch, expected_sha256=sha256)
-        elif str(artifact_path).endswith(ARTIFACT_SUFFIX):
-            model = model_from_weights_file(resolve(artifact_path, models_dir), sha256)
-        else:  # a version published as a learner pickle, before weights files
-            model = model_from_learner_file(resolve(artifact_path, models_dir), sha256)
-        check_labels(model.labels)
-        return model
+    fields = {"artifact_path": artifact_path, "sha256": sha256, "arch": arch, "labels": labels, "models_dir": models_dir}
 
-    def check_labels(found: tuple[str, ...]) -> None:
-        if artifact_path is not None and tuple(labels) != found:
-            raise ArtifactError(f"model version {version_id}: recorded labels {tuple(labels)} differ from the artifact's {found}")
+    def build() -> BearNet:
+        return build_model(**fields, version_id=version_id)
 
     cache_dir = compiled_dir(models_dir)
     if optimize and device == "cpu" and cache_dir is not None:
         # A restart: the verified artifact's facts and the cached graph are all serving needs.
         facts = _facts_without_model(artifact_path, sha256=sha256, arch=arch, labels=labels, models_dir=models_dir)
         if facts is not None:
-            check_labels(facts.labels)
+            _check_labels(facts.labels, artifact_path=artifact_path, labels=labels, version_id=version_id)
             forward = load_cached(facts, artifact_sha256=sha256, cache_dir=cache_dir)
             if forward is not None:
                 return TorchClassifier.from_cache(
                     forward, facts, build, version_id=version_id, bear_threshold=bear_threshold, max_pixels=max_pixels
                 )
-    return TorchClassifier(
+    defer = defer_export and optimize and device == "cpu" and models_dir is not None
+    classifier = TorchClassifier(
         build(), version_id=version_id, bear_threshold=bear_threshold, max_pixels=max_pixels, device=device,
-        optimize=optimize, artifact_sha256=sha256, cache_dir=cache_dir,
+        optimize=optimize and not defer, artifact_sha256=sha256, cache_dir=cache_dir,
     )
+    if defer:
+        assert models_dir is not None
+        classifier._export = ExportJob(
+            None if artifact_path is None else str(artifact_path), sha256, arch, tuple(labels), models_dir
+        )
+        classifier.exported.clear()
+    return classifier
 
 
 def _facts_without_model(
@@ -327,6 +442,7 @@ def load_version(
     bear_threshold: float,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     optimize: bool = True,
+    defer_export: bool = False,
 ) -> TorchClassifier:
     """:func:`load_classifier` for a model-version row (read its fields inside the DB session)."""
     return load_classifier(
@@ -339,12 +455,15 @@ def load_version(
         models_dir=models_dir,
         max_pixels=max_pixels,
         optimize=optimize,
+        defer_export=defer_export,
     )
 
 
-def load_for_settings(version: VersionFields, settings: Settings, *, optimize: bool = True) -> TorchClassifier:
+def load_for_settings(
+    version: VersionFields, settings: Settings, *, optimize: bool = True, defer_export: bool = False
+) -> TorchClassifier:
     """:func:`load_version` with the serving settings (models dir, bear threshold, pixel limit)."""
     return load_version(
         version, models_dir=settings.models_dir, bear_threshold=settings.bear_threshold,
-        max_pixels=settings.max_image_pixels, optimize=optimize,
+        max_pixels=settings.max_image_pixels, optimize=optimize, defer_export=defer_export,
     )

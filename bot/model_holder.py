@@ -1,7 +1,9 @@
 """The serving model: one reference that handlers read, swapped when the active version changes.
 
 A swap loads the new version in a worker thread (the loader verifies its sha256), warms it up
-with one prediction and only then replaces the reference. Handlers take the reference once per
+with one prediction and only then replaces the reference; a loader that defers the ONNX export gets
+it done first, except at a first start, where nothing serves yet: the eager model answers at once
+while a child process exports. Handlers take the reference once per
 photo, so predictions in flight finish on the model they started with. A version that fails to
 load keeps the old model serving; it is reported once (and recorded on its row, for
 ``bearbot models list``) and retried with a growing delay, since a file on a shared volume may
@@ -216,9 +218,17 @@ class ModelHolder:
 
     def _load_and_warm(self, version: ModelVersion) -> Classifier:
         classifier = self._loader(version)
+        # A loader may leave the ONNX export to us (load_classifier(defer_export=True)). On a swap the old
+        # model serves at full speed until the new one is exported; with nothing serving yet (a first
+        # start) the eager model answers at once and the graph takes over when a child process made it.
+        first = self._current is None
+        if not first and (export_now := getattr(classifier, "export_now", None)) is not None:
+            export_now()
         answer = classifier.predict(warmup_image())
         if answer.model_version not in (None, version.id):
             raise ModelLoadError(f"loaded model reports version {answer.model_version}, expected {version.id}")
+        if first and (export_later := getattr(classifier, "export_in_background", None)) is not None:
+            export_later()
         return classifier
 
     async def _record(self, version_id: int, error: str | None) -> None:

@@ -1,10 +1,13 @@
 """The ONNX Runtime serving form: same answers as eager torch, cached by artifact sha256, a restart
 serves from the cache without building the torch model, and a cache file this installation did not
-write (or that computes something else) is never served."""
+write (or that computes something else) is never served. A first start answers eagerly while a child
+process exports; a hot swap exports before it swaps."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -26,6 +29,13 @@ from bearbot.exported import (
 )
 from bearbot.imaging import open_image
 from bearbot.inference import TorchClassifier, load_classifier
+from bearbot.prediction import Prediction
+from bearbot.settings import load_settings
+from bot.model_holder import ModelHolder
+from sqlalchemy.orm import Session
+from storage import model_versions
+from storage.models import ModelVersion
+from storage.store import open_storage
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LABELS = ("grizzly", "black", "teddy")
@@ -120,3 +130,87 @@ def test_a_graph_that_computes_something_else_is_exported_again_not_served(serve
     assert matches_eager(other, forward) < 1e-3
     forward, source = load_or_export(other, artifact_sha256="other", cache_dir=tmp_path)
     assert source == "cache"
+
+
+def test_a_deferred_export_serves_eagerly_then_the_graph_a_child_process_cached(served: Served, tmp_path: Path) -> None:
+    """A first start: the eager model answers at once; a child process fills the cache (here it finds
+    the graph already exported, so the test does not pay for a second export) and the graph takes over
+    only after it reproduced the model on the probe."""
+    models = tmp_path / "models"
+    clf = load_classifier(
+        artifact_path=None, sha256=weights_sha256(), arch="efficientnet_lite0", labels=LABELS, version_id=1,
+        models_dir=models, defer_export=True,
+    )
+    assert (clf.runtime, clf.export_pending) == ("torch", True)
+    images = [open_image(p.read_bytes()) for p in PHOTOS[:3]]
+    eager = clf.predict_images(images)
+    shutil.copytree(served[2] / "compiled", models / "compiled")
+    thread = clf.export_in_background()
+    assert thread is not None
+    thread.join(300)
+    assert (clf.runtime, clf.export_pending) == ("onnxruntime (background export)", False)
+    for want, got in zip(eager, clf.predict_images(images), strict=True):
+        assert (got.label, got.is_bear) == (want.label, want.is_bear)
+        assert got.bear_score == pytest.approx(want.bear_score, abs=1e-4)
+
+
+def test_a_failed_background_export_keeps_the_eager_model_serving(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clf = load_classifier(
+        artifact_path=None, sha256=weights_sha256(), arch="efficientnet_lite0", labels=LABELS, version_id=1,
+        models_dir=tmp_path / "models", defer_export=True,
+    )
+    assert clf._export is not None
+    clf._export = dataclasses.replace(clf._export, sha256="0" * 64)  # the child refuses weights with another hash
+    thread = clf.export_in_background()
+    assert thread is not None
+    thread.join(300)
+    assert (clf.runtime, clf.export_pending) == ("torch", False)
+    assert "background ONNX export of v1 failed" in caplog.text
+    assert clf.predict(PHOTOS[0].read_bytes()).label in LABELS
+
+
+class _Deferred:
+    """A classifier whose export the holder must finish: records which way it was asked."""
+
+    labels = LABELS
+
+    def __init__(self, version_id: int) -> None:
+        self.version_id, self.calls = version_id, []
+
+    def export_now(self) -> None:
+        self.calls.append("now")
+
+    def export_in_background(self) -> None:
+        self.calls.append("background")
+
+    def predict(self, data: bytes) -> Prediction:
+        self.calls.append("predict")
+        return Prediction("teddy", 1.0, dict.fromkeys(LABELS, 1 / 3), is_bear=True, model_version=self.version_id)
+
+
+def test_the_holder_exports_in_the_background_only_when_nothing_serves_yet(tmp_path: Path) -> None:
+    """First load: answer eagerly at once (the export comes later); a swap: the old model serves until
+    the new one is exported."""
+    storage = open_storage(load_settings(data_dir=tmp_path / "var"))
+    loaded: list[_Deferred] = []
+
+    def loader(version: ModelVersion) -> _Deferred:
+        loaded.append(_Deferred(version.id))
+        return loaded[-1]
+
+    def bootstrap(session: Session) -> None:
+        model_versions.ensure_active(session, arch="efficientnet_lite0", labels=list(LABELS), builtin_sha256=lambda: "a" * 64)
+
+    async def scenario() -> None:
+        holder = ModelHolder(storage, loader, bootstrap=bootstrap)
+        await holder.start()
+        with storage.session() as session:
+            model_versions.create_version(session, artifact_path="v2.safetensors", sha256="b" * 64,
+                                          arch="efficientnet_lite0", labels=list(LABELS), metrics={}, activate=True)
+        assert (await holder.refresh()).swapped
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        storage.close()
+    assert [c.calls for c in loaded] == [["predict", "background"], ["now", "predict"]]
