@@ -181,6 +181,11 @@ class TorchClassifier:
             return self._model
 
     @property
+    def image_size(self) -> int:
+        """The model's input side: decode uploads with ``min_side=image_size`` (JPEG draft) for it."""
+        return self.facts.image_size
+
+    @property
     def export_pending(self) -> bool:
         """True while this classifier serves eagerly and its ONNX graph is still to be made."""
         return self._export is not None and not self.exported.is_set()
@@ -238,7 +243,7 @@ class TorchClassifier:
     def predict(self, data: bytes) -> Prediction:
         """Classify encoded image bytes; raises ``ImageError`` for bad input."""
         start = time.perf_counter()
-        img = open_image(data, max_pixels=self.max_pixels)
+        img = open_image(data, max_pixels=self.max_pixels, min_side=self.image_size)
         (pred,) = self._predict_images([img], start)
         return pred
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from bearbot.artifact import ArtifactError, publish, read_verified, sha256_file
 from bearbot.backbone import weights_sha256
-from bearbot.imaging import ImageError
+from bearbot.imaging import ImageError, decode
 from bearbot.inference import TorchClassifier, load_classifier, load_version
 from bearbot.preprocess import center_crop_resize
 
@@ -127,6 +127,32 @@ def test_exif_rotation_is_undone(v0: TorchClassifier) -> None:
     plain = v0.predict(encode(upright, "JPEG", quality=95))
     assert rotated.label == plain.label
     assert rotated.probabilities["grizzly"] == pytest.approx(plain.probabilities["grizzly"], abs=0.02)
+
+
+def test_a_big_jpeg_decodes_at_the_model_size_and_keeps_its_answer_and_facts(v0: TorchClassifier) -> None:
+    """Serving decodes a large JPEG by DCT scaling (PIL draft) down to the smallest size whose shorter
+    side still covers the model's input; the answer is the one the full decode gives, and the stored
+    facts describe the photo as sent (upright), not the smaller raster."""
+    size = v0.image_size
+    for path in sorted((FIXTURES / "bears").rglob("*.jpg"))[:4]:
+        photo = Image.open(path).convert("RGB")
+        big = photo.resize((photo.width * 1400 // min(photo.size), photo.height * 1400 // min(photo.size)))
+        data = encode(big, "JPEG", quality=92)
+        full, drafted = decode(data), decode(data, min_side=size)
+        assert size <= min(drafted.image.size) < 2 * size <= min(full.image.size) // 2
+        assert (drafted.info.width, drafted.info.height) == (full.info.width, full.info.height) == big.size
+        assert drafted.info.sha256 == full.info.sha256
+        want, got = v0.predict_images([full.image])[0], v0.predict_images([drafted.image])[0]
+        assert (got.label, got.is_bear) == (want.label, want.is_bear)
+        assert got.probabilities[got.label] == pytest.approx(want.probabilities[want.label], abs=0.05)
+        assert v0.predict(data).label == want.label  # the lean path decodes with the draft itself
+    turned = Image.open(GRIZZLY).convert("RGB").resize((1200, 900)).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright = decode(encode(turned, "JPEG", exif=exif.tobytes()), min_side=size)
+    assert upright.image.width > upright.image.height and (upright.info.width, upright.info.height) == (1200, 900)
+    small = encode(Image.open(GRIZZLY).convert("RGB"), "PNG")  # not a JPEG: decoded whole
+    assert decode(small, min_side=64).image.size == Image.open(GRIZZLY).size
 
 
 @pytest.mark.parametrize("size", [(301, 199), (199, 301), (224, 224), (97, 400)])
