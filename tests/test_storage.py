@@ -98,6 +98,18 @@ def test_one_active_model_and_rollback(storage: Storage) -> None:
         s.rollback()
 
 
+def test_a_published_file_is_found_by_its_bytes(storage: Storage) -> None:
+    """``--model FILE`` finds the version whose artifact has those bytes; the built-in v1 has no file to match."""
+    with storage.session() as s:
+        for path, sha in [(None, "c" * 64), ("m2.safetensors", "c" * 64), ("m3.safetensors", "c" * 64)]:
+            model_versions.create_version(
+                s, artifact_path=path, sha256=sha, arch="efficientnet_lite0", labels=["a", "b"], metrics={}, activate=False
+            )
+        found = model_versions.version_with_sha256(s, "c" * 64)
+        assert found is not None and found.artifact_path == "m2.safetensors"
+        assert model_versions.version_with_sha256(s, "d" * 64) is None
+
+
 def test_runs_queue_join_claim_finish(storage: Storage) -> None:
     with storage.session() as s:
         run, joined = runs.queue_run(s, trigger=Trigger.ADMIN)
