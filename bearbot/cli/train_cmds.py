@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from bearbot.cli.common import fail, settings_or_exit
+from bearbot.cli.dataset_cmds import import_or_exit
 
 OPTIMIZE_FROM = 50  # images per `predict` call from which the exported CPU graph is worth building
 
@@ -105,8 +106,6 @@ def train_cmd(
 
     settings = settings_or_exit()
     if data is not None:
-        from bearbot.cli.dataset_cmds import import_or_exit
-
         import_or_exit(settings, data)
     with open_storage(settings) as storage:
         try:
