@@ -26,8 +26,9 @@ import logging
 import os
 import secrets
 import tempfile
+import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -237,3 +238,48 @@ def load_or_export(
         except OSError as exc:  # a read-only models dir: serve anyway, export again next start
             log.warning("could not cache the ONNX graph in %s: %s", cache_dir, exc)
     return forward, "export"
+
+
+def prune_cache(cache_dir: Path, keep_sha256: Collection[str], *, min_age_s: float, now: float | None = None) -> list[Path]:
+    """Remove cached graphs nothing will load again; return the files removed.
+
+    Kept: for each artifact hash in ``keep_sha256`` its newest entry (an older one was written by another
+    torch or exporter version and can never match a key again), the installation's ``.key``, and any
+    file younger than ``min_age_s`` (an export may be writing it). Removed: entries of other artifacts,
+    graphs without a manifest, temp files of killed writes.
+    """
+    if not cache_dir.is_dir():
+        return []
+    now = time.time() if now is None else now
+    entries: dict[str, list[tuple[float, Path]]] = {}  # artifact sha256 → (mtime, manifest)
+    doomed: list[Path] = []
+    for meta_path in cache_dir.glob("*.json"):
+        try:
+            meta = json.loads(meta_path.read_text())
+            sha = str(meta["artifact_sha256"]) if isinstance(meta, dict) and meta.get("format") == CACHE_FORMAT else None
+        except (OSError, ValueError, KeyError):
+            sha = None
+        if sha is None or sha not in keep_sha256:
+            doomed.append(meta_path)
+        else:
+            entries.setdefault(sha, []).append((meta_path.stat().st_mtime, meta_path))
+    for found in entries.values():
+        doomed += [path for _mtime, path in sorted(found)[:-1]]
+    doomed_keys = {path.stem for path in doomed}
+    manifests = {path.stem for path in cache_dir.glob("*.json")}
+    for path in cache_dir.iterdir():
+        if path.suffix == ".onnx" and (path.stem in doomed_keys or path.stem not in manifests):
+            doomed.append(path)
+        elif path.name.startswith(".onnx-") and path.suffix == ".tmp":
+            doomed.append(path)
+    removed = []
+    for path in doomed:
+        try:
+            if now - path.stat().st_mtime > min_age_s:
+                path.unlink()
+                removed.append(path)
+        except OSError:  # gone meanwhile (another cleaner) or not ours to remove: leave it
+            continue
+    if removed:
+        log.info("removed %d cached ONNX files no kept model version needs", len(removed))
+    return removed

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from bearbot.exported import (
     cache_key,
     load_or_export,
     matches_eager,
+    prune_cache,
     read_cache,
     write_cache,
 )
@@ -214,3 +216,55 @@ def test_the_holder_exports_in_the_background_only_when_nothing_serves_yet(tmp_p
     finally:
         storage.close()
     assert [c.calls for c in loaded] == [["predict", "background"], ["now", "predict"]]
+
+
+def test_the_cache_keeps_only_graphs_a_kept_version_can_load(tmp_path: Path) -> None:
+    """Old graphs go (other artifacts, superseded exports of a kept one, strays, killed writes); the
+    installation key, the newest graph of each kept artifact and anything young stay."""
+    cache = tmp_path / "compiled"
+    old = 1_000_000.0
+
+    def entry(key: str, sha: str, at: float) -> None:
+        write_cache(cache, key, b"graph " + key.encode(), sha)
+        for path in (cache / f"{key}.onnx", cache / f"{key}.json"):
+            os.utime(path, (at, at))
+
+    entry("kept-old", "a" * 64, old)  # an export by an older torch: its key can never match again
+    entry("kept-new", "a" * 64, old + 10)
+    entry("dropped", "b" * 64, old)
+    entry("dropped-young", "b" * 64, old + 4000)
+    for name in ("stray.onnx", ".onnx-x.tmp"):
+        (cache / name).write_bytes(b"?")
+        os.utime(cache / name, (old, old))
+    removed = prune_cache(cache, {"a" * 64}, min_age_s=3600, now=old + 4000)
+    assert sorted(p.name for p in removed) == sorted(
+        [".onnx-x.tmp", "dropped.json", "dropped.onnx", "kept-old.json", "kept-old.onnx", "stray.onnx"]
+    )
+    assert sorted(p.name for p in cache.iterdir()) == [
+        ".key", "dropped-young.json", "dropped-young.onnx", "kept-new.json", "kept-new.onnx"
+    ]
+    assert read_cache(cache, "kept-new") == b"graph kept-new"
+    assert prune_cache(tmp_path / "none", set(), min_age_s=0) == []
+
+
+def test_clean_up_after_a_run_drops_the_graphs_of_removed_versions(tmp_path: Path) -> None:
+    from trainer.cleanup import MIN_AGE_SECONDS, clean_up
+
+    store = open_storage(load_settings(data_dir=tmp_path / "var", keep_model_versions=1))
+    models = store.settings.models_dir
+    models.mkdir(parents=True)
+    with store.session() as s:
+        model_versions.create_version(s, artifact_path=None, sha256="0" * 64, arch="x", labels=list(LABELS),
+                                      metrics={}, activate=True)
+        for i in range(2, 6):  # v2…v5; kept: the newest (v5) and one rollback (v4), and the built-in v1
+            (models / f"model-{i}.safetensors").write_bytes(b"weights %d" % i)
+            model_versions.create_version(s, artifact_path=f"model-{i}.safetensors", sha256=f"{i}" * 64, arch="x",
+                                          labels=list(LABELS), metrics={}, activate=True)
+    old = time.time() - MIN_AGE_SECONDS - 60
+    for i in range(1, 6):
+        write_cache(models / "compiled", f"graph-{i}", b"g", ("0" if i == 1 else str(i)) * 64)
+        for path in (models / "compiled").glob(f"graph-{i}.*"):
+            os.utime(path, (old, old))
+    clean_up(store)
+    store.close()
+    assert sorted(p.stem for p in (models / "compiled").glob("*.onnx")) == ["graph-1", "graph-4", "graph-5"]

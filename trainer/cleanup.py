@@ -1,4 +1,5 @@
-"""Delete what old runs leave behind: model files no kept version needs, stale temp files, old run folders.
+"""Delete what old runs leave behind: model files no kept version needs, their cached serving graphs,
+stale temp files, old run folders.
 
 Kept: the newest ``keep_model_versions`` versions, the serving one, and the versions its rollback
 chain reaches within as many steps. A removed version keeps its row (history, metrics) and says
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bearbot.artifact import learner_companion, resolve
+from bearbot.exported import prune_cache
 from storage import model_versions
 from storage.models import TrainingRun
 from storage.runs import FINISHED
@@ -53,7 +55,12 @@ def clean_up(storage: Storage, *, now: float | None = None) -> list[Path]:
     with storage.session() as session:
         kept = kept_version_ids(session, keep=settings.keep_model_versions)
         named: set[Path] = set()
+        # Serving graphs cached per artifact (bearbot/exported.py): the kept versions' and the built-in
+        # v0's, the fallback of last resort.
+        graphs_kept: set[str] = set()
         for version in model_versions.list_versions(session):
+            if version.id in kept or version.artifact_path is None:
+                graphs_kept.add(version.sha256)
             if version.artifact_path is None:
                 continue
             path = resolve(version.artifact_path, models_dir)
@@ -74,6 +81,7 @@ def clean_up(storage: Storage, *, now: float | None = None) -> list[Path]:
             if path.is_file() and path not in named and _old(path, now):
                 path.unlink()
                 removed.append(path)
+    removed += prune_cache(settings.models_dir / "compiled", graphs_kept, min_age_s=MIN_AGE_SECONDS, now=now)
     run_dirs = sorted(
         (d for d in settings.runs_dir.glob("run-*") if d.is_dir() and d.name[4:].isdigit()),
         key=lambda d: int(d.name[4:]),
