@@ -5,6 +5,9 @@ They fit timm's ``efficientnet_lite0`` layer for layer: same order, same shapes,
 names, so we map keys by position and check every shape and parameter kind. Inputs are
 normalised with mean = std = 0.5 (the package's convention). Other timm architectures (e.g. the
 book's ``resnet18``) download their weights and need a network.
+
+torch is imported only where a network is built: recording or checking v0 by the weights file's
+sha256 (a bot's first start) must not pay for it before the bot polls.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from bearbot.artifact import sha256_file
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +94,8 @@ def map_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tens
 
 def _split(model: nn.Module, arch: str, mean: tuple, std: tuple, sha: str) -> Backbone:
     # The model's own classifier becomes the ImageNet head; the rest returns pooled features.
+    from torch import nn
+
     classifier = model.get_classifier()  # type: ignore[operator]
     if not isinstance(classifier, nn.Linear) or classifier.out_features != 1000:
         raise BackboneError(f"architecture {arch} has no 1000-class linear ImageNet classifier")
@@ -109,6 +116,7 @@ def _split(model: nn.Module, arch: str, mean: tuple, std: tuple, sha: str) -> Ba
 def load_offline_backbone() -> Backbone:
     """EfficientNet-Lite0 with the packaged ImageNet weights; never touches the network."""
     import timm
+    import torch
 
     model = timm.create_model(OFFLINE_ARCH, pretrained=False)
     source = torch.load(weights_file(), map_location="cpu", weights_only=True)

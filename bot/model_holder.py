@@ -15,23 +15,25 @@ holder falls back along its rollback chain (or to the built-in v0), makes that v
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from PIL import Image
 from sqlalchemy.orm import Session
 
-from bearbot.prediction import Classifier
+from bearbot.prediction import Classifier, Prediction
 from storage import model_versions
 from storage.models import ModelVersion
 from storage.store import Storage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+FIRST_LOAD_TIMEOUT_S = 600.0  # a photo waits this long for a first load in the background, then fails
 
 # Runs in a worker thread: loads (and verifies) the classifier for a version row.
 ClassifierLoader = Callable[[ModelVersion], Classifier]
@@ -62,6 +64,34 @@ def warmup_image() -> bytes:
     return buf.getvalue()
 
 
+class Loading:
+    """Stands in for the first model while it loads (:meth:`ModelHolder.start` with ``wait=False``).
+
+    Its labels and version come from the version's row, so commands answer at once; a photo's
+    prediction waits for the real model on its worker thread (never on the event loop), then is
+    the real model's answer.
+    """
+
+    def __init__(self, version: ModelVersion, *, timeout_s: float = FIRST_LOAD_TIMEOUT_S) -> None:
+        self.labels: tuple[str, ...] = tuple(version.labels)
+        self.version_id: int | None = version.id
+        self.timeout_s = timeout_s
+        self.loaded: concurrent.futures.Future[Classifier] = concurrent.futures.Future()
+
+    @property
+    def image_size(self) -> int | None:
+        """The loaded model's input size, None while it loads (callers then decode at full size)."""
+        if not self.loaded.done() or self.loaded.exception() is not None:
+            return None
+        return getattr(self.loaded.result(), "image_size", None)
+
+    def predict(self, data: bytes) -> Prediction:
+        return self.loaded.result(self.timeout_s).predict(data)
+
+    def predict_images(self, images: Sequence[Image.Image]) -> list[Prediction]:
+        return self.loaded.result(self.timeout_s).predict_images(images)
+
+
 class ModelHolder:
     """Holds the current :class:`Classifier` and swaps it when the database says so."""
 
@@ -85,6 +115,7 @@ class ModelHolder:
         self._failed: dict[tuple[int, str], tuple[int, float]] = {}
         self._lock = asyncio.Lock()
         self._poll_task: asyncio.Task[None] | None = None
+        self._start_task: asyncio.Task[None] | None = None
 
     # --- what handlers read -----------------------------------------------------------------
     @property
@@ -104,17 +135,49 @@ class ModelHolder:
         """The serving model's label set: what /correct and the buttons accept."""
         return tuple(self.current.labels)
 
+    @property
+    def serving(self) -> bool:
+        """True once a loaded model answers (not the stand-in of a first load in progress)."""
+        return self._current is not None and not isinstance(self._current, Loading)
+
     # --- lifecycle ------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, *, wait: bool = True) -> None:
         """Ensure a version exists and load the active one; if it cannot be loaded, serve the last
-        good one instead (raises only when nothing at all can serve)."""
+        good one instead (raises only when nothing at all can serve).
+
+        ``wait=False`` (``bearbot run``): return once the active version is known and load it in the
+        background; meanwhile :class:`Loading` stands in, so the bot polls and answers commands at
+        once and the first photos wait for the model. A load that finds nothing to serve is then
+        logged and told to the admins instead of raised; photos get errors until a version loads.
+        """
         if self._bootstrap is not None:
             await asyncio.to_thread(self._in_session, self._bootstrap)
-        result = await self.refresh()
-        if self._current is None and result.error not in (None, "no active model version"):
-            await self._fall_back(result.error or "unknown error")
-        if self._current is None:
-            raise ModelLoadError(result.error or "no active model version")
+        if not wait:
+            active = await asyncio.to_thread(self._in_session, model_versions.get_active)
+            if active is not None:
+                stand_in = Loading(active)
+                self._current = stand_in
+                self._start_task = asyncio.create_task(self._first_load(stand_in), name="model-first-load")
+                return
+        await self._first_load(None)
+
+    async def _first_load(self, stand_in: Loading | None) -> None:
+        try:
+            result = await self.refresh()
+            if not self.serving and result.error not in (None, "no active model version"):
+                await self._fall_back(result.error or "unknown error")
+            if not self.serving:
+                raise ModelLoadError(result.error or "no active model version")
+        except Exception as exc:
+            if stand_in is None:
+                raise
+            stand_in.loaded.set_exception(exc)
+            message = f"No model could be loaded at start ({exc}); photos cannot be answered until one loads."
+            log.error("%s", message)
+            await self._report(message)
+            return
+        if stand_in is not None:
+            stand_in.loaded.set_result(self.current)
 
     async def _fall_back(self, error: str) -> None:
         """Serve the first loadable version of the broken active one's rollback chain (then v0)."""
@@ -138,7 +201,7 @@ class ModelHolder:
                 )
             except model_versions.ActivationConflict:  # another replica fell back (or someone activated) first
                 await self.refresh()
-                if self._current is not None:
+                if self.serving:
                     return
                 active = candidate
             self._current, self._version = classifier, active
@@ -207,9 +270,10 @@ class ModelHolder:
             log.exception("model poll failed")
 
     async def stop(self) -> None:
-        """Wait for a check in progress (called at shutdown)."""
-        if self._poll_task is not None:
-            await asyncio.gather(self._poll_task, return_exceptions=True)
+        """Wait for a first load or a check in progress (called at shutdown)."""
+        for task in (self._start_task, self._poll_task):
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
 
     # --- internals --------------------------------------------------------------------------
     def _in_session(self, fn: Callable[[Session], T]) -> T:
@@ -221,7 +285,7 @@ class ModelHolder:
         # A loader may leave the ONNX export to us (load_classifier(defer_export=True)). On a swap the old
         # model serves at full speed until the new one is exported; with nothing serving yet (a first
         # start) the eager model answers at once and the graph takes over when a child process made it.
-        first = self._current is None
+        first = not self.serving
         if not first and (export_now := getattr(classifier, "export_now", None)) is not None:
             export_now()
         answer = classifier.predict(warmup_image())

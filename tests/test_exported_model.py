@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from bearbot.imaging import open_image
 from bearbot.inference import TorchClassifier, load_classifier
 from bearbot.prediction import Prediction
 from bearbot.settings import load_settings
-from bot.model_holder import ModelHolder
+from bot.model_holder import Loading, ModelHolder, ModelLoadError
 from sqlalchemy.orm import Session
 from storage import model_versions
 from storage.models import ModelVersion
@@ -268,3 +269,63 @@ def test_clean_up_after_a_run_drops_the_graphs_of_removed_versions(tmp_path: Pat
     clean_up(store)
     store.close()
     assert sorted(p.stem for p in (models / "compiled").glob("*.onnx")) == ["graph-1", "graph-4", "graph-5"]
+
+
+def test_a_background_first_load_lets_the_bot_answer_before_the_model_is_ready(tmp_path: Path) -> None:
+    """start(wait=False): the labels are known at once; a photo waits on its worker thread for the model
+    and gets the model's answer; then the model itself serves."""
+    storage = open_storage(load_settings(data_dir=tmp_path / "var"))
+    release = threading.Event()
+
+    def loader(version: ModelVersion) -> _Deferred:
+        release.wait(30)  # a slow first load (imports, export)
+        return _Deferred(version.id)
+
+    def bootstrap(session: Session) -> None:
+        model_versions.ensure_active(session, arch="efficientnet_lite0", labels=list(LABELS), builtin_sha256=lambda: "a" * 64)
+
+    async def scenario() -> None:
+        holder = ModelHolder(storage, loader, bootstrap=bootstrap)
+        await asyncio.wait_for(holder.start(wait=False), 10)  # returns while the loader still blocks
+        stand_in = holder.current
+        assert isinstance(stand_in, Loading) and not holder.serving
+        assert (holder.labels, stand_in.image_size) == (LABELS, None)
+        answer = asyncio.create_task(asyncio.to_thread(stand_in.predict, b"photo"))
+        await asyncio.sleep(0.2)
+        assert not answer.done()
+        release.set()
+        assert (await asyncio.wait_for(answer, 10)).label == "teddy"
+        await holder.stop()
+        assert holder.serving and isinstance(holder.current, _Deferred) and holder.version is not None
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        storage.close()
+
+
+def test_a_background_first_load_that_finds_nothing_tells_the_admins_and_fails_photos(tmp_path: Path) -> None:
+    storage = open_storage(load_settings(data_dir=tmp_path / "var"))
+    told: list[str] = []
+
+    def loader(version: ModelVersion) -> _Deferred:
+        raise ModelLoadError("the weights are gone")
+
+    def bootstrap(session: Session) -> None:
+        model_versions.ensure_active(session, arch="efficientnet_lite0", labels=list(LABELS), builtin_sha256=lambda: "a" * 64)
+
+    async def report(text: str) -> None:
+        told.append(text)
+
+    async def scenario() -> None:
+        holder = ModelHolder(storage, loader, bootstrap=bootstrap, report=report)
+        await holder.start(wait=False)
+        await holder.stop()
+        with pytest.raises(ModelLoadError):
+            holder.current.predict(b"photo")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        storage.close()
+    assert len(told) == 1 and "No model could be loaded at start" in told[0] and "the weights are gone" in told[0]
