@@ -1,5 +1,7 @@
 """Evaluate a classifier on labelled images through the serving path; draw the book's two plots.
 
+:func:`load_model` loads the model a command names (``bearbot eval --model``, ``bearbot predict``).
+
 Metrics: error rate, per-class accuracy, confusion matrix (rows = true label, columns = predicted),
 plus a confusion-matrix PNG and a top-losses PNG (as fastai's ``ClassificationInterpretation``),
 drawn with matplotlib's object API (Agg canvas, no display needed).
