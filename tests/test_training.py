@@ -119,7 +119,8 @@ def test_lean_path_equals_learn_predict(trained: Trained) -> None:
     )
     for path in sorted((FIXTURES / "bears").glob("*/*.jpg")) + sorted((FIXTURES / "not_bears").glob("*.jpg")):
         data = path.read_bytes()
-        label, _, probs = learn.predict(open_image(data))
+        # The same decode as serving (a large JPEG is drafted down to the model's size): the pipelines are compared.
+        label, _, probs = learn.predict(open_image(data, min_side=trained.model.image_size))
         ours = lean.predict(data)
         assert ours.label == label, path.name
         for i, name in enumerate(learn.dls.vocab):
@@ -135,7 +136,7 @@ def test_evaluation_reports_metrics_and_plots(trained: Trained, tmp_path: Path) 
     json.dumps(metrics)  # storable in the model_versions.metrics JSON column
 
 
-def test_cli_train_eval_predict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_train_imports_the_folder_then_runs_the_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
     from bearbot.cli import app
@@ -146,20 +147,24 @@ def test_cli_train_eval_predict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("BEARBOT_IMAGE_SIZE", "96")
     monkeypatch.setenv("BEARBOT_TRAIN_BATCH_SIZE", "4")
     monkeypatch.setenv("BEARBOT_GOLDEN_FRACTION", "0.3")
-    runner = CliRunner()
-    result = runner.invoke(app, ["train", "--data", str(data)])
+    result = CliRunner().invoke(app, ["train", "--data", str(data)])
     assert result.exit_code == 0, result.output
     # The folder joins the dataset, then the one retrain pipeline runs, gate included: the zero-shot
     # model answers every golden photo of these easy fixtures right, so nothing can be fixed.
-    assert "dataset import:" in result.output and "Training run #1 finished" in result.output, result.output
+    assert "dataset import: added 12" in result.output and "Training run #1 finished" in result.output, result.output
     assert "serving model stays" in result.output
-    result = runner.invoke(app, ["eval", "--data", str(data), "--model", "1"])
+
+
+def test_cli_eval_scores_the_serving_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from bearbot.cli import app
+
+    monkeypatch.setenv("BEARBOT_DATA_DIR", str(tmp_path / "var"))
+    result = CliRunner().invoke(app, ["eval", "--data", str(FIXTURES / "bears"), "--out", str(tmp_path / "eval")])
     assert result.exit_code == 0, result.output
-    assert "error" in result.output and "confusion" in result.output
-    result = runner.invoke(app, ["predict", "--json", str(data / "grizzly" / "grizzly1.jpg")])
-    assert result.exit_code == 0, result.output
-    (line,) = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    assert json.loads(line)["model_version"] in (1, 2)
+    assert "model v1: error" in result.output and "on 12 images" in result.output and "confusion" in result.output
+    assert (tmp_path / "eval" / CONFUSION_PNG).is_file()
 
 
 def test_eval_takes_a_version_id_or_an_artifact_file(trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,6 +194,8 @@ def test_eval_takes_a_version_id_or_an_artifact_file(trained: Trained, tmp_path:
         )
     recorded = runner.invoke(app, ["eval", "--data", str(data), "--model", str(copy)])
     assert recorded.exit_code == 0 and f"model v{version.id}: error" in recorded.output, recorded.output
+    by_id = runner.invoke(app, ["eval", "--data", str(data), "--model", str(version.id)])
+    assert by_id.exit_code == 0 and f"model v{version.id}: error" in by_id.output, by_id.output
     unknown = runner.invoke(app, ["eval", "--data", str(data), "--model", "99"])
     assert unknown.exit_code == 1 and "no model version 99" in unknown.output
 
