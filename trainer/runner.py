@@ -1,4 +1,5 @@
-"""One training run, exactly as every trigger runs it: snapshot → train → evaluate → gate → publish.
+"""Executing queued training runs: claim one, hold its lease, run the pipeline (:mod:`trainer.pipeline`,
+the one retrain), record the outcome; the worker loop and ``bearbot train``'s wait.
 
 The database is the coordinator: the run is a ``training_runs`` row that this process claimed,
 the outcome is written back to it, and a promoted model becomes the active ``model_versions``
