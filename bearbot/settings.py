@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     retrain_cron: str | None = None
     retrain_min_corrections: int = Field(20, ge=1)
     corrections_to_accept: int = Field(2, ge=1)
+    # Whose corrections count toward agreement and the retrain trigger (storage/trust.py): admins, and
+    # users first seen this many days ago with this many corrections that turned out right and at most
+    # this share of decided ones wrong. 0 days and 0 right trusts everyone (the pre-issue-14 policy).
+    trust_min_days: float = Field(7.0, ge=0.0)
+    trust_min_right: int = Field(3, ge=0)
+    trust_max_wrong_share: float = Field(0.2, ge=0.0, le=1.0)
     model_poll_seconds: float = Field(5.0, gt=0.0)
     # local: the bot starts a trainer process for queued runs; external: a `bearbot worker` elsewhere does.
     trainer_mode: Literal["local", "external"] = "local"

@@ -127,9 +127,7 @@ def make_services(
         settings=settings,
         storage=storage,
         serving=holder,
-        limits=UserLimits(
-            photos_per_minute=settings.photos_per_minute, corrections_per_minute=settings.corrections_per_minute
-        ),
+        limits=UserLimits.for_settings(storage, settings),
         http=httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True),
         inference=inference,
         owns_storage=owns,

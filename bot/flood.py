@@ -25,12 +25,9 @@ from telegram.error import RetryAfter
 from telegram.ext import AIORateLimiter, ContextTypes
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.limits import SlidingWindowLimit
-
 log = logging.getLogger(__name__)
 
 JSON = bool | dict[str, Any] | list[dict[str, Any]]
-CHATTER_KEY = "chatter-limit"
 
 
 def retry_seconds(exc: RetryAfter) -> float:
@@ -104,13 +101,9 @@ def throttled(callback: Handler) -> Handler:
         from bot.services import get_services
 
         user = update.effective_user
-        if user is not None:
-            limit = context.bot_data.get(CHATTER_KEY)
-            if limit is None:
-                limit = context.bot_data[CHATTER_KEY] = SlidingWindowLimit(get_services(context).settings.chatter_per_minute)
-            if limit.hit(user.id):
-                log.debug("chatter from user %s over the limit: not answered", user.id)
-                return
+        if user is not None and await get_services(context).limits.chatter.hit(user.id):
+            log.debug("chatter from user %s over the limit: not answered", user.id)
+            return
         await callback(update, context)
 
     return handler

@@ -24,9 +24,10 @@ from bearbot.settings import Settings, settings_to_env
 from bot.notices import announce_learned
 from bot.plots import run_plots, send_plots
 from bot.services import BotServices, get_services
-from storage import runs, snapshot
+from storage import runs, snapshot, trust
 from storage.models import RunStatus, TrainingRun, Trigger
 from storage.store import Storage
+from storage.trust import TrustRule
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ async def _corrections_check(context: ContextTypes.DEFAULT_TYPE) -> None:
     """Queue a run once enough accepted corrections wait to be learned."""
     services = get_services(context)
 
-    waiting = await services.storage.in_thread(lambda session: len(snapshot.corrections_waiting(session)))
+    rule = TrustRule.from_settings(services.settings)  # a flood of new accounts queues nothing
+    waiting = await services.storage.in_thread(trust.trusted_waiting, rule=rule)
     if waiting >= services.settings.retrain_min_corrections:
         result = await request_retrain(services, trigger=Trigger.CORRECTIONS, user_id=None, chat_id=None)
         log.info("corrections trigger: %s", result.message)

@@ -109,7 +109,7 @@ def correction_text(
     elif admin_only:
         tail = "I saw no bear in this photo, so an admin has to approve it before I learn from it."
     else:
-        tail = f"It will teach me once {required} people agree ({agreeing} so far) or an admin approves it."
+        tail = f"It will teach me once {required} trusted people agree ({agreeing} so far) or an admin approves it."
     return f"{head}\n{tail}"
 
 

@@ -10,6 +10,11 @@ Issue 17: a photo the bot answered "I don't see a bear" becomes a bear example o
 A non-admin's bear label for it (``admin_only``) stays pending however many users agree, until an
 admin approves it (or an admin labels it). Labelling any photo ``none`` (not a bear) follows the
 ordinary policy: such rows are negatives for the bear/not-bear decision, never a bear class.
+
+Issue 14: with a :class:`storage.trust.TrustRule` (the bot always passes one) only admins and
+users whose trust is established count toward ``required``, so new accounts agreeing accept
+nothing: their rows wait for trusted users or an admin. Every change recounts the trust records
+of the photo's correctors.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from storage import trust
 from storage.models import Correction, CorrectionStatus, PredictionRecord, utcnow
+from storage.trust import TrustRule
 
 
 @dataclass(frozen=True)
@@ -30,24 +37,34 @@ class CorrectionOutcome:
     created: bool  # False: the user's earlier correction of this image was updated
     status: CorrectionStatus
     agreeing_users: int  # distinct users (this one included) currently claiming this label
+    trusted_agreeing: int  # those of them whose agreement counts toward ``required``
 
 
-def agreeing_users(session: Session, *, image_id: int, label: str) -> int:
-    return int(
-        session.scalar(
-            select(func.count(func.distinct(Correction.user_id))).where(
+def _agreeing(session: Session, *, image_id: int, label: str) -> set[int]:
+    """Users (ids) currently claiming ``label`` for ``image_id``."""
+    return set(
+        session.scalars(
+            select(Correction.user_id).where(
                 Correction.image_id == image_id,
                 Correction.label == label,
                 Correction.status != CorrectionStatus.REJECTED,
             )
         )
-        or 0
     )
 
 
-def _accept_agreed(session: Session, *, image_id: int, label: str, required: int) -> None:
-    """Accept every pending correction of ``image_id`` to ``label`` once ``required`` users agree."""
-    if agreeing_users(session, image_id=image_id, label=label) < required:
+def agreeing_users(session: Session, *, image_id: int, label: str) -> int:
+    return len(_agreeing(session, image_id=image_id, label=label))
+
+
+def trusted_agreeing(session: Session, *, image_id: int, label: str, rule: TrustRule | None) -> int:
+    """Agreeing users whose agreement counts (all of them when ``rule`` is None)."""
+    return len(trust.trusted_users(session, _agreeing(session, image_id=image_id, label=label), rule))
+
+
+def _accept_agreed(session: Session, *, image_id: int, label: str, required: int, rule: TrustRule | None) -> None:
+    """Accept every pending correction of ``image_id`` to ``label`` once ``required`` trusted users agree."""
+    if trusted_agreeing(session, image_id=image_id, label=label, rule=rule) < required:
         return
     pending = session.scalars(
         select(Correction).where(
@@ -70,11 +87,13 @@ def record_correction(
     is_admin: bool,
     required: int,
     admin_only: bool = False,
+    trust_rule: TrustRule | None = None,
 ) -> CorrectionOutcome:
     """Create or update ``user_id``'s label for ``image_id`` and apply the acceptance policy.
 
     ``label`` must already be validated against the serving label set (or be ``NOT_BEAR``).
     ``admin_only``: users agreeing do not accept it, only an admin does (see the module docstring).
+    ``trust_rule``: whose agreement counts; None counts everyone (tools that stand in for users).
     """
     row = session.scalar(select(Correction).where(Correction.image_id == image_id, Correction.user_id == user_id))
     created = row is None
@@ -94,14 +113,16 @@ def record_correction(
         row.status = CorrectionStatus.ACCEPTED
         row.reviewed_by = user_id
     session.flush()
+    trust.refresh(session, [user_id])  # a first correction creates the record the rule reads
     if not admin_only:
-        _accept_agreed(session, image_id=image_id, label=label, required=required)
-    session.flush()
+        _accept_agreed(session, image_id=image_id, label=label, required=required, rule=trust_rule)
+    trust.refresh(session, trust.users_on(session, image_id=image_id))
     return CorrectionOutcome(
         correction=row,
         created=created,
         status=row.status,
         agreeing_users=agreeing_users(session, image_id=image_id, label=label),
+        trusted_agreeing=trusted_agreeing(session, image_id=image_id, label=label, rule=trust_rule),
     )
 
 
@@ -113,7 +134,7 @@ def review(session: Session, *, correction_id: int, admin_id: int, approve: bool
     row.status = CorrectionStatus.ACCEPTED if approve else CorrectionStatus.REJECTED
     row.reviewed_by = admin_id
     row.updated_at = utcnow()
-    session.flush()
+    trust.refresh(session, trust.users_on(session, image_id=row.image_id))
     return row
 
 

@@ -202,7 +202,7 @@ class Correction(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id"), default=None)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)  # trust counts per user
     label: Mapped[str] = mapped_column(String(32))
     status: Mapped[CorrectionStatus] = mapped_column(
         _enum(CorrectionStatus, "correction_status"), default=CorrectionStatus.PENDING, index=True
@@ -272,3 +272,29 @@ class TrainingRun(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), default=None)
     notified: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RateCounter(Base):
+    """Hits of one per-user limit in one fixed window (storage/limits.py); shared by every replica."""
+
+    __tablename__ = "rate_limits"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # photos, corrections, chatter
+    subject: Mapped[str] = mapped_column(String(80), primary_key=True)  # who: a transport's user id
+    slot: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)  # unix time // window
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class UserTrust(Base):
+    """What a user's corrections have earned (storage/trust.py): the correction policy reads it."""
+
+    __tablename__ = "user_trust"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    first_seen: Mapped[datetime] = mapped_column(default=utcnow)
+    made: Mapped[int] = mapped_column(Integer, default=0)  # corrections (one per photo, updates included)
+    right: Mapped[int] = mapped_column("right_count", Integer, default=0)  # agreed with the accepted label
+    wrong: Mapped[int] = mapped_column("wrong_count", Integer, default=0)  # rejected, or another label accepted
+    muted: Mapped[bool] = mapped_column(Boolean, default=False)  # by an admin: corrections never count
+    muted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

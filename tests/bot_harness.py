@@ -184,6 +184,10 @@ def loader() -> CachingLoader:
 
 @pytest.fixture
 def bot(tmp_path: Path, loader: CachingLoader) -> Iterator[RunningBot]:
-    """A running bot on a fresh data dir, polling the model version every 0.2 s."""
-    with RunningBot(tmp_path / "var", loader=loader, model_poll_seconds=0.2) as running:
+    """A running bot on a fresh data dir, polling the model version every 0.2 s.
+
+    Every user's corrections count here (trust 0 days, 0 right: the policy before issue 14), so the
+    conversation tests can agree with two accounts; tests/test_faults_trust.py runs the default policy.
+    """
+    with RunningBot(tmp_path / "var", loader=loader, model_poll_seconds=0.2, trust_min_days=0, trust_min_right=0) as running:
         yield running

@@ -28,7 +28,8 @@ def test_corrections_retrain_promote_and_swap(tmp_path: Path) -> None:
     store = open_storage(load_settings(data_dir=data_dir, **TINY))
     import_folder(store, FIXTURES / "bears", progress=False)
     store.close()
-    with RunningBot(data_dir, learning=True, model_poll_seconds=0.5, **TINY) as bot:
+    # trust 0/0: Alice's and Bob's agreement counts (tests/test_faults_trust.py runs the default policy)
+    with RunningBot(data_dir, learning=True, model_poll_seconds=0.5, trust_min_days=0, trust_min_right=0, **TINY) as bot:
         for name in HARD:
             answer = bot.reply(bot.send(ALICE, chat=GROUP, photo=(FIXTURES / "hard" / name).read_bytes()))
             assert "grizzly" in answer.text  # wrong: a cinnamon black bear

@@ -94,3 +94,29 @@ def test_storage_on_postgres(pg_url: str, tmp_path: Path) -> None:
             s.flush()
         s.rollback()
     store.close()
+
+
+def test_trust_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    """The trust recount (a correlated subquery with LIMIT, sums of CASE) is plain SQL on both backends."""
+    from storage import corrections, trust
+    from storage.models import CorrectionStatus
+    from storage.users import upsert_user
+
+    downgrade(pg_url, "base")
+    store = open_storage(load_settings(data_dir=tmp_path / "var", database_url=pg_url))
+    with store.session() as s:
+        image, _ = store.images.put(s, data=image_bytes(), origin=Origin.UPLOAD)
+        admin = upsert_user(s, telegram_id=1, display_name="admin", is_admin=True).id
+        users = [upsert_user(s, telegram_id=10 + i, display_name=str(i), is_admin=False).id for i in range(3)]
+        rule = trust.TrustRule(min_days=0, min_right=1, max_wrong_share=0.0)
+        for uid, label in zip(users, ("black", "black", "teddy"), strict=True):
+            corrections.record_correction(s, image_id=image.id, user_id=uid, label=label, prediction_id=None,
+                                          is_admin=False, required=2, trust_rule=rule)
+        assert corrections.count_by_status(s)[CorrectionStatus.ACCEPTED] == 0  # nobody trusted yet
+        corrections.record_correction(s, image_id=image.id, user_id=admin, label="black", prediction_id=None,
+                                      is_admin=True, required=2, trust_rule=rule)
+        records = [trust.get_trust(s, user_id=u) for u in users]
+        assert [(r.right, r.wrong) for r in records if r] == [(1, 0), (1, 0), (0, 1)]
+        assert trust.trusted_users(s, set(users), rule) == set(users[:2])
+        assert trust.trusted_waiting(s, rule) == 1
+    store.close()

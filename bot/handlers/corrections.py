@@ -33,6 +33,7 @@ from bot.services import BotServices, get_services
 from storage.corrections import record_correction
 from storage.models import PredictionRecord
 from storage.predictions import find_for_message, get_prediction
+from storage.trust import TrustRule
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def _record(
     admin_only = not pred.is_bear and label != NOT_BEAR
     outcome = record_correction(
         session, image_id=pred.image_id, user_id=uid, label=label, prediction_id=pred.id, is_admin=is_admin,
-        required=required, admin_only=admin_only,
+        required=required, admin_only=admin_only, trust_rule=TrustRule.from_settings(services.settings),
     )
     text = correction_text(
         label=label,
@@ -94,7 +95,7 @@ def _record(
         is_bear=pred.is_bear,
         updated=not outcome.created,
         status=outcome.status,
-        agreeing=outcome.agreeing_users,
+        agreeing=outcome.trusted_agreeing,
         required=required,
         admin_only=admin_only,
     )
@@ -117,7 +118,7 @@ async def correct_command(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         log.info("unknown label %r (%d chars) from user %s", echo(exc.label), len(exc.label), user.id)
         await message.reply_text(unknown_label(exc.label, labels))
         return
-    wait = services.limits.corrections.hit(user.id)
+    wait = await services.limits.corrections.hit(user.id)
     if wait:
         await message.reply_text(slow_down("corrections", services.settings.corrections_per_minute, wait))
         return
@@ -152,7 +153,7 @@ async def feedback_button(update: Update, context: ContextTypes.DEFAULT_TYPE) ->
         await query.answer(FOREIGN_BUTTON, show_alert=True)
         return
     prediction_id, label = parsed
-    wait = services.limits.corrections.hit(user.id)
+    wait = await services.limits.corrections.hit(user.id)
     if wait:
         await query.answer(slow_down("corrections", services.settings.corrections_per_minute, wait), show_alert=True)
         return

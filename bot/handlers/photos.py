@@ -47,7 +47,7 @@ async def on_image(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if ref is None:
         await message.reply_text(NOT_AN_IMAGE)
         return
-    wait = services.limits.photos.hit(user.id)
+    wait = await services.limits.photos.hit(user.id)
     if wait:
         await message.reply_text(slow_down("photos", services.settings.photos_per_minute, wait))
         return
