@@ -139,7 +139,7 @@ def test_a_big_jpeg_decodes_at_the_model_size_and_keeps_its_answer_and_facts(v0:
         big = photo.resize((photo.width * 1400 // min(photo.size), photo.height * 1400 // min(photo.size)))
         data = encode(big, "JPEG", quality=92)
         full, drafted = decode(data), decode(data, min_side=size)
-        assert size <= min(drafted.image.size) < 2 * size <= min(full.image.size) // 2
+        assert 1.5 * size <= min(drafted.image.size) < 3 * size and min(drafted.image.size) <= min(full.image.size) // 2
         assert (drafted.info.width, drafted.info.height) == (full.info.width, full.info.height) == big.size
         assert drafted.info.sha256 == full.info.sha256
         want, got = v0.predict_images([full.image])[0], v0.predict_images([drafted.image])[0]
