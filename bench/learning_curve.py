@@ -52,6 +52,7 @@ from storage.store import Storage, open_storage
 
 NEAR = 10  # difference-hash bits: storage.dataset.SAME_SIDE_DISTANCE
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+FEATURES = Path(__file__).resolve().parent / "out" / "features"  # body features by photo and body hash
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ class Sources:
     table: object  # trainer.features.FeatureTable
 
     @classmethod
-    def load(cls, base_dir: Path, stream_dir: Path) -> Sources:
+    def load(cls, base_dir: Path, stream_dir: Path, cache: Path | None = None) -> Sources:
         from bearbot.backbone import load_backbone
         from bearbot.model_def import build_zero_shot
         from trainer.features import FeatureCache, feature_table
@@ -150,11 +151,12 @@ class Sources:
         base, stream = load_photos(base_dir), load_photos(stream_dir)
         labels = tuple(sorted({p.label for p in base}))
         zero_shot = build_zero_shot(load_backbone("efficientnet_lite0"), labels)
-        with tempfile.TemporaryDirectory() as cache:
-            table = feature_table(
-                zero_shot, base + stream, cache=FeatureCache(Path(cache), zero_shot), device="cpu",
-                batch_size=32, max_pixels=40_000_000,
-            )
+        cache = cache or FEATURES
+        cache.mkdir(parents=True, exist_ok=True)
+        table = feature_table(
+            zero_shot, base + stream, cache=FeatureCache(cache, zero_shot), device="cpu",
+            batch_size=32, max_pixels=40_000_000,
+        )
         return cls(base, stream, labels, zero_shot, table)
 
     def x(self, photos: list[Photo], mirrored: bool = False):  # noqa: ANN201 - torch.Tensor
@@ -302,7 +304,13 @@ def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
             g = (run.metrics or {}).get("gate") or {}
             if (run.metrics or {}).get("temperature", {}).get("ece_before") is not None:
                 calibration.append(run.metrics["temperature"])
-            gates.append(f"{g.get('fixes', 0)}/{g.get('breaks', 0)} p={g.get('p_value', 1):.2f}")
+            gates.append(
+                f"{g.get('fixes', 0)}/{g.get('breaks', 0)} (golden {g.get('golden_fixes', 0)}/{g.get('golden_breaks', 0)})"
+                f" p={g.get('p_value', 1):.2f}"
+            )
+            if args.verbose:
+                for change in g.get("fixed", []) + g.get("broken", []):
+                    print(f"    {change}", file=sys.stderr)
             previous = errors
         store.close()
     fixes = sum(a.label != p.label and b.label == p.label for a, b, p in zip(first, last, test, strict=True))
@@ -341,7 +349,12 @@ def main() -> None:
     parser.add_argument("--fix", type=float, default=1.0, help="share of wrong answers an admin corrects")
     parser.add_argument("--confirm", type=float, default=0.5, help="share of right answers the sender confirms (✅)")
     parser.add_argument("--cycles", type=int, default=1)
+    parser.add_argument("--verbose", action="store_true", help="list the gate's fixed and broken photos (stderr)")
     parser.add_argument("--alpha", type=float, help="BEARBOT_GATE_ALPHA for this run (default: the setting's)")
+    parser.add_argument(
+        "--cache", type=Path, default=FEATURES,
+        help="body-feature cache kept between runs (keyed by photo and body hash, so always safe to reuse)",
+    )
     args = parser.parse_args()
     if args.data is None and (args.base is None or args.stream is None):
         args.base, args.stream = SHARED / "bears", SHARED / "bears-2019"
@@ -358,18 +371,18 @@ def main() -> None:
     print(f"# {setup}; seeds {seeds[0]}–{seeds[-1]}; corrected {args.fix:.0%} of wrong answers, "
           f"confirmed {args.confirm:.0%} of right ones; {args.cycles} cycle(s)")
     afters = " ".join(f"{'after ' + str(k + 1):>8}" for k in range(args.cycles))
-    print(f"{'seed':>4} {'before':>8} {afters} {'fixes':>5} {'breaks':>6} {'fixed':>5} {'✅':>4} {'status':<20} {'gate fixes/breaks':<18} {'run s':>6}")
+    print(f"{'seed':>4} {'before':>8} {afters} {'fixes':>5} {'breaks':>6} {'fixed':>5} {'✅':>4} {'status':<20} {'gate fixes/breaks':<30} {'run s':>6}")
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="bearbot-features-") as cache:
-        for seed in seeds:
-            r = one_seed(seed, args, Path(cache))
-            results.append(r)
-            cells = " ".join(f"{a:>4}/{r.n_test:<3}" for a in r.afters)
-            print(
-                f"{r.seed:>4} {r.before:>4}/{r.n_test:<3} {cells} {r.fixes:>5} {r.breaks:>6} {r.corrected:>5} "
-                f"{r.confirmed:>4} {','.join(r.statuses):<20} {'; '.join(r.gates):<18} {','.join(f'{x:.0f}' for x in r.seconds):>6}",
-                flush=True,
-            )
+    args.cache.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        r = one_seed(seed, args, args.cache.resolve())
+        results.append(r)
+        cells = " ".join(f"{a:>4}/{r.n_test:<3}" for a in r.afters)
+        print(
+            f"{r.seed:>4} {r.before:>4}/{r.n_test:<3} {cells} {r.fixes:>5} {r.breaks:>6} {r.corrected:>5} "
+            f"{r.confirmed:>4} {','.join(r.statuses):<20} {'; '.join(r.gates):<30} {','.join(f'{x:.0f}' for x in r.seconds):>6}",
+            flush=True,
+        )
     print(summarize(results))
 
 

@@ -18,6 +18,7 @@ from storage.models import Correction, CorrectionStatus, Origin, RunStatus, Trig
 from storage.store import Storage, open_storage
 from trainer import runner
 from trainer.dataset_import import import_folder
+from trainer.pipeline import load_serving
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +112,7 @@ def test_promoted_corrections_join_the_dataset_and_a_rerun_changes_nothing(tmp_p
             learned = [c for c in s.query(Correction) if c.learned_version_id == first.model_version_id]
             assert len(learned) == 8  # two users × four photos, merged for good
             assert sum(c.count for c in dataset.dataset_counts(s) if c.source == "correction") == 4
-        promoted = runner.load_serving(store, store.settings)
+        promoted = load_serving(store, store.settings)
         assert promoted.version_id == first.model_version_id
         for pet in sorted((FIXTURES / "not_bears").glob("*.jpg")):  # the retrain kept refusing pets and people
             assert not promoted.predict(pet.read_bytes()).is_bear, pet.name
@@ -137,7 +138,7 @@ def test_worse_candidate_is_rejected(store: Storage, monkeypatch: pytest.MonkeyP
         return head
 
     monkeypatch.setattr(pipeline, "fit_examples", sabotaged)
-    before = active_id(store) or runner.load_serving(store, store.settings).version_id
+    before = active_id(store) or load_serving(store, store.settings).version_id
     run = runner.run_now(store)
     assert run.status is RunStatus.REJECTED, runs.describe_run(run)
     assert run.metrics["golden_errors"]["candidate"] > run.metrics["golden_errors"]["serving"]
@@ -146,7 +147,7 @@ def test_worse_candidate_is_rejected(store: Storage, monkeypatch: pytest.MonkeyP
 
 
 def test_run_that_raises_keeps_the_model_and_records_the_error(store: Storage) -> None:
-    before = runner.load_serving(store, store.settings).version_id
+    before = load_serving(store, store.settings).version_id
     for f in store.settings.images_dir.rglob("*.jpg"):  # the image files vanish under the trainer
         f.unlink()
     run = runner.run_now(store)

@@ -66,9 +66,7 @@ def load_serving(storage: Storage, settings: Settings) -> TorchClassifier:
     from bearbot.inference import load_for_settings
 
     with storage.session() as session:
-        active = model_versions.ensure_serving(session, settings)
-        if active is None:
-            raise RuntimeError("no model version is active; activate one with `bearbot models activate ID`")
+        active = model_versions.serving_version(session, settings)
         return load_for_settings(active, settings, optimize=False)  # the gate reads its head; no tracing needed
 
 
