@@ -35,7 +35,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def swap_under_load(store, photos: list[bytes], workers: int, force_swap_to: int | None) -> dict[str, float]:  # noqa: ANN001
-    from bot.app import default_loader
+    from core.services import default_loader
     from bot.model_holder import ModelHolder
 
     holder = ModelHolder(store, default_loader(store.settings))

@@ -36,9 +36,9 @@ from bearbot.artifact import sha256_file
 from bearbot.imaging import open_image
 from bearbot.inference import TorchClassifier, load_classifier
 from bearbot.settings import load_settings
-from bot.app import build_application, running
-from bot.console.fake_api import FakeBotApi
-from bot.services import BotServices, get_services
+from bot.telegram.app import build_application, get_services, running
+from core.services import Services
+from tests.fake_bot_api import FakeBotApi  # importable: bench_startup puts the repository on sys.path
 from trainer.data import folder_items
 
 LABELS = ("grizzly", "black", "teddy")
@@ -55,7 +55,7 @@ class BotUnderTest:
     def __init__(self, data_dir: Path) -> None:
         self.api = FakeBotApi()
         self.data_dir = data_dir
-        self.services: BotServices | None = None
+        self.services: Services | None = None
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

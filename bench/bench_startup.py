@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.console.fake_api import FakeBotApi
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fake Bot API lives in tests/
+from tests.fake_bot_api import FakeBotApi  # noqa: E402
 
 PHOTO = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "bears" / "teddy" / "teddy1.jpg"
 USER = {"id": 5, "is_bot": False, "first_name": "Bench"}

@@ -11,57 +11,17 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
-from bearbot.prediction import Classifier
 from bearbot.settings import Settings, load_settings
-from bot.app import build_application, default_loader, running
-from bot.console.fake_api import FakeBotApi, Sent
-from bot.model_holder import ClassifierLoader
-from bot.services import BotServices, get_services
+from bot.telegram.app import build_application, get_services, running
+from core.services import Services
 from storage import model_versions
-from storage.models import ModelVersion
+from tests.core_harness import FIXTURES, CachingLoader, bear, loader, not_bear  # noqa: F401 - re-exported for the bot tests
+from tests.fake_bot_api import FakeBotApi, Sent
 
-FIXTURES = Path(__file__).parent / "fixtures"
 ADMIN = {"id": 1001, "is_bot": False, "first_name": "Ada", "username": "ada"}
 ALICE = {"id": 2001, "is_bot": False, "first_name": "Alice", "username": "alice"}
 BOB = {"id": 2002, "is_bot": False, "first_name": "Bob", "username": "bob"}
 GROUP = {"id": -100, "type": "group", "title": "bear spotters"}
-
-
-def bear(label: str, n: int = 1) -> bytes:
-    return (FIXTURES / "bears" / label / f"{label}{n}.jpg").read_bytes()
-
-
-def not_bear(name: str = "person") -> bytes:
-    return (FIXTURES / "not_bears" / f"{name}.jpg").read_bytes()
-
-
-class CachingLoader:
-    """The real loader, but the built-in v0 network is built once per test session (saves ~3 s a bot)."""
-
-    def __init__(self) -> None:
-        self._v0: dict[tuple[str, tuple[str, ...]], Any] = {}
-        self._lock = threading.Lock()
-        self.loaded: list[int] = []
-
-    def for_settings(self, settings: Settings) -> ClassifierLoader:
-        real = default_loader(settings)
-
-        def load(version: ModelVersion) -> Classifier:
-            self.loaded.append(version.id)
-            if version.artifact_path is not None:
-                return real(version)
-            from bearbot.inference import TorchClassifier, build_v0
-
-            key = (version.sha256, tuple(version.labels))
-            with self._lock:
-                if key not in self._v0:
-                    self._v0[key] = build_v0(version.labels, arch=version.arch, expected_sha256=version.sha256)
-            return TorchClassifier(
-                self._v0[key], version_id=version.id, bear_threshold=settings.bear_threshold,
-                max_pixels=settings.max_image_pixels,
-            )
-
-        return load
 
 
 class RunningBot:
@@ -71,7 +31,7 @@ class RunningBot:
         self,
         data_dir: Path,
         *,
-        loader: CachingLoader | None = None,
+        loader: CachingLoader | None = None,  # noqa: F811 - not the fixture
         learning: bool = False,
         poll_timeout: int = 1,
         **overrides: Any,
@@ -83,7 +43,7 @@ class RunningBot:
         self.poll_timeout = poll_timeout
         self.overrides = {"admin_ids": frozenset({ADMIN["id"]}), **overrides}
         self.settings: Settings | None = None
-        self.services: BotServices | None = None
+        self.services: Services | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -123,7 +83,7 @@ class RunningBot:
         assert self.settings is not None
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        loader = self.loader.for_settings(self.settings) if self.loader else None
+        loader = self.loader.for_settings(self.settings) if self.loader else None  # noqa: F811 - not the fixture
         app = build_application(self.settings, loader=loader, learning=self.learning)
         self.services = get_services(app)
         async with running(app, poll_timeout=self.poll_timeout):
@@ -176,14 +136,8 @@ def new_version(bot: RunningBot, **fields: Any) -> int:
 
 
 # Fixtures for the bot test modules (import them there: ``from tests.bot_harness import bot, loader``).
-@pytest.fixture(scope="module")
-def loader() -> CachingLoader:
-    """One v0 network per test module."""
-    return CachingLoader()
-
-
 @pytest.fixture
-def bot(tmp_path: Path, loader: CachingLoader) -> Iterator[RunningBot]:
+def bot(tmp_path: Path, loader: CachingLoader) -> Iterator[RunningBot]:  # noqa: F811 - the fixture
     """A running bot on a fresh data dir, polling the model version every 0.2 s.
 
     Every user's corrections count here (trust 0 days, 0 right: the policy before issue 14), so the

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
-from bot.plots import CAPTIONS, run_plots
+from core.plots import CAPTIONS, run_plots
 from storage.models import RunStatus, TrainingRun, Trigger
 from tests.bot_harness import loader  # noqa: F401 - pytest fixture
 from tests.bot_harness import ADMIN, CachingLoader, RunningBot, eventually, new_version

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from bearbot.cli import app
 from bearbot.settings import load_settings
 from bot.console.chat import chat
-from bot.console.fake_api import FakeBotApi
+from tests.fake_bot_api import FakeBotApi
 from storage.models import Correction, PredictionRecord
 from storage.store import open_storage
 from tests.bot_harness import ADMIN, ALICE, FIXTURES, eventually

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot.console.fake_api import Sent
+from tests.fake_bot_api import Sent
 from storage.models import Correction, CorrectionStatus, Image, PredictionRecord, User
 from tests.bot_harness import bot, loader  # noqa: F401 - pytest fixtures
 from tests.bot_harness import ADMIN, ALICE, BOB, GROUP, bear, CachingLoader, eventually, not_bear, RunningBot

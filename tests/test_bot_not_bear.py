@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from bearbot.labels import NOT_BEAR
-from bot.replies import FOREIGN_BUTTON
+from core.texts import FOREIGN_BUTTON
 from storage.models import Correction, CorrectionStatus, PredictionRecord
 from tests.bot_harness import bot, loader  # noqa: F401 - pytest fixtures
 from tests.bot_harness import ADMIN, ALICE, BOB, FIXTURES, GROUP, RunningBot, bear, eventually, not_bear

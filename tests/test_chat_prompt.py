@@ -6,19 +6,15 @@ import io
 import threading
 
 from bot.console.chat import Printer
-from bot.console.fake_api import Sent
-
-
-def _sent(text: str) -> Sent:
-    return Sent("sendMessage", chat_id=1, message_id=7, text=text, reply_to=None, reply_markup=None)
+from core.replies import Reply
 
 
 def test_async_message_at_the_prompt_redraws_the_prompt() -> None:
     out = io.StringIO()
     printer = Printer(out)
     printer.waiting("you › ")
-    # The bot's message comes from the fake Bot API's server thread, as a finished retrain's does.
-    thread = threading.Thread(target=printer.event, args=("sendMessage", _sent("Training run #1 succeeded.\nmore")))
+    # The bot's message comes from the core's learning job, as a finished retrain's does.
+    thread = threading.Thread(target=printer.show, args=(Reply("Training run #1 succeeded.\nmore"), 7))
     thread.start()
     thread.join()
     indent = " " * len("bearbot › ")
@@ -30,5 +26,5 @@ def test_answers_to_a_typed_line_print_plainly() -> None:
     printer = Printer(out)
     printer.waiting("you › ")
     printer.waiting(None)  # the user pressed Enter: the answer prints on its own lines, no prompt drawn
-    printer.event("sendMessage", _sent("🐻 grizzly"))
+    printer.show(Reply("🐻 grizzly"), 7)
     assert out.getvalue() == "bearbot › 🐻 grizzly\n"

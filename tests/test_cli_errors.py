@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from bearbot.cli import app
 from bearbot.cli.common import quiet_expected_warnings
-from bot.console.fake_api import FakeBotApi
+from tests.fake_bot_api import FakeBotApi
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (INFO|DEBUG) ")
 

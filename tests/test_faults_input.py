@@ -143,7 +143,7 @@ def test_one_decode_per_upload(bot: RunningBot, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_concurrent_decodes_are_bounded(bot: RunningBot, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.services as services_module
+    import core.services as services_module
 
     real = services_module.decode
     lock, now, peak = threading.Lock(), [0], [0]
@@ -169,7 +169,7 @@ def test_concurrent_decodes_are_bounded(bot: RunningBot, monkeypatch: pytest.Mon
 
 def test_decodes_do_not_hold_up_other_users_commands(bot: RunningBot, monkeypatch: pytest.MonkeyPatch) -> None:
     """While decodes queue behind the bound, /help is answered at once (it never waits for a decode)."""
-    import bot.services as services_module
+    import core.services as services_module
 
     real = services_module.decode
     monkeypatch.setattr(services_module, "decode", lambda data, **kw: (time.sleep(1.0), real(data, **kw))[1])

@@ -14,7 +14,7 @@ import pytest
 
 from bearbot.prediction import Classifier
 from bearbot.settings import Settings, load_settings
-from bot.app import default_bootstrap
+from core.services import default_bootstrap
 from bot.model_holder import ClassifierLoader
 from storage import model_versions
 from storage.models import ModelVersion, RunStatus, TrainingRun, Trigger

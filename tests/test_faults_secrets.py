@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 from bearbot.settings import SettingsError, load_settings
-from bot.app import build_application
-from bot.console.fake_api import FakeBotApi
-from bot.learning import LearningState, _start_trainer, trainer_env
-from bot.serve import webhook_options
+from bot.telegram.app import build_application, webhook_options
+from core.learning import LearningState, start_trainer, trainer_env
+from tests.fake_bot_api import FakeBotApi
 from tests.bot_harness import (
     ALICE,
     CachingLoader,
@@ -124,7 +123,7 @@ def test_the_trainer_child_gets_no_token(tmp_path: Path, monkeypatch: pytest.Mon
     )
     assert child.stdout.split()[:2] == ["None", "None"], child.stdout
     state = LearningState()  # the real start: read the environment the child was given
-    _start_trainer(settings, state)
+    start_trainer(settings, state)
     assert state.process is not None
     try:
         environ = Path(f"/proc/{state.process.pid}/environ").read_bytes().split(b"\0")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bearbot.prediction import Prediction
 from bearbot.settings import load_settings
-from bot import learning
+from core import learning
 from storage import corrections, predictions, runs, trust
 from storage.models import (
     Correction,
@@ -150,14 +149,13 @@ def test_a_bot_under_a_new_account_flood_accepts_nothing_and_queues_no_run(tmp_p
         assert eventually(lambda: len(bot.api.callback_answers) == 50, timeout=60)
         votes = select(func.count(func.distinct(Correction.image_id)), func.count()).where(Correction.label == "teddy")
         assert tuple(bot.db(lambda s: s.execute(votes).one())) == (1, 50)  # one photo, 50 agreeing accounts
-        context = SimpleNamespace(bot_data={"services": bot.services})  # what the repeating job is given
-        bot.call(lambda: learning._corrections_check(context))
+        bot.call(lambda: learning.corrections_check(bot.services))  # what the repeating job runs
         assert bot.db(lambda s: s.scalar(select(func.count()).select_from(TrainingRun))) == 0
         assert bot.db(lambda s: corrections.count_by_status(s)[CorrectionStatus.ACCEPTED]) == 0
         # The control: an admin's label carries trust, so the same check now queues a run.
         mine = bot.reply(bot.send(ADMIN, photo=photo))
         reply = bot.reply(bot.send(ADMIN, text="/correct black", reply_to=mine.message_id))
         assert "next training run" in reply.text
-        bot.call(lambda: learning._corrections_check(context))
+        bot.call(lambda: learning.corrections_check(bot.services))
         run = bot.db(runs.active_run)
         assert run is not None and run.trigger is Trigger.CORRECTIONS

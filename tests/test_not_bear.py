@@ -15,7 +15,8 @@ from bearbot.model_def import bear_mass, bear_score, build_zero_shot
 from bearbot.prediction import Prediction
 from bearbot.preprocess import center_crop_resize, to_batch
 from bearbot.settings import Settings
-from bot.replies import MAX_ECHO, correction_text, feedback_keyboard, prediction_text, unknown_label
+from bot.telegram.adapter import keyboard
+from core.texts import MAX_ECHO, correction_text, feedback_buttons, prediction_text, unknown_label
 from storage import corrections, predictions
 from storage.models import CorrectionStatus, Origin
 from storage.store import Storage
@@ -90,11 +91,11 @@ def test_unknown_label_echo_is_capped() -> None:
 
 
 def test_every_answer_has_a_not_a_bear_button() -> None:
-    bear_kb = feedback_keyboard(7, LABELS, "black", is_bear=True).to_dict()["inline_keyboard"]
+    bear_kb = keyboard(feedback_buttons(7, LABELS, "black", is_bear=True)).to_dict()["inline_keyboard"]
     flat = [(b["text"], b["callback_data"]) for row in bear_kb for b in row]
     assert flat[0] == ("✅ yes, black", "fb:7:black") and flat[-1] == ("🚫 not a bear", "fb:7:none")
     assert {d for _, d in flat} == {"fb:7:black", "fb:7:grizzly", "fb:7:teddy", "fb:7:none"}
-    refused = feedback_keyboard(8, LABELS, "black", is_bear=False).to_dict()["inline_keyboard"]
+    refused = keyboard(feedback_buttons(8, LABELS, "black", is_bear=False)).to_dict()["inline_keyboard"]
     flat = [(b["text"], b["callback_data"]) for row in refused for b in row]
     assert flat[0] == ("✅ right, no bear", "fb:8:none")
     assert {d for _, d in flat} == {"fb:8:none", "fb:8:grizzly", "fb:8:black", "fb:8:teddy"}

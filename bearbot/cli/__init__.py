@@ -1,5 +1,5 @@
 """The ``bearbot`` command, where every process starts: it reads the settings once and hands them to
-the factory the sub-command runs (``bot.app.build_application``, the trainer's worker, storage).
+the factory the sub-command runs (``bot.telegram.app.build_application``, the trainer's worker, storage).
 
 Each sub-command module imports the heavy parts (torch, telegram) only when it runs, so
 ``bearbot --help`` is instant and a broken optional part cannot break the others.

@@ -42,7 +42,7 @@ def run_cmd(
             "webhook mode (BEARBOT_WEBHOOK_URL) needs python-telegram-bot's webhooks extra: "
             "pip install 'python-telegram-bot[webhooks]'"
         )
-    from bot.serve import run_bot
+    from bot.telegram.app import run_bot
 
     if not verbose:
         one_line_library_errors()

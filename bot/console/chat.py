@@ -1,9 +1,9 @@
-"""``bearbot chat``: the real bot, handlers and all, driven from a terminal instead of Telegram.
+"""``bearbot chat``: the bot's conversation core driven from a terminal, offline.
 
-Each console line becomes a Telegram update (an image path → a photo message, ``/correct teddy``
-→ a reply to the last answer, a number → a tap on that button) and is handed to the same
-``Application`` the real bot uses. The bot's HTTP calls go to :class:`FakeBotApi` on 127.0.0.1,
-which prints what the bot sends. Works interactively and with piped stdin (exits at EOF).
+Each console line becomes a core event (an image path → a photo, a folder → an album,
+``/correct teddy`` → a correction of the last answer, a number → a tap on that button, other
+``/commands`` as typed) handed straight to :class:`core.conversation.Conversation`; its replies
+are printed. Works interactively and with piped stdin (exits at EOF).
 """
 
 from __future__ import annotations
@@ -19,22 +19,31 @@ import textwrap
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
-
-from pydantic import SecretStr
-from telegram import Update
+from typing import TextIO
 
 from bearbot.imaging import IMAGE_SUFFIXES
 from bearbot.settings import Settings
-from bot.app import App, build_application, running
-from bot.console.fake_api import FakeBotApi, JSONDict, Sent
 from bot.model_holder import ClassifierLoader
-from bot.replies import FEEDBACK_PREFIX
-from bot.services import get_services
+from core.conversation import Conversation
+from core.events import (
+    ButtonEvent,
+    ChatterEvent,
+    CommandEvent,
+    Event,
+    ImageEvent,
+    Place,
+    Sender,
+    Target,
+)
+from core.replies import Button, Reply
+from core.services import make_services
+from core.texts import FEEDBACK_PREFIX
 from storage import runs
 
-CONSOLE_USER: JSONDict = {"id": 1, "is_bot": False, "first_name": "You", "username": "you"}
-ALBUM_MAX = 10  # Telegram albums hold up to 10 items
+# The console user is an admin, so /retrain, /stats… work as they would for you in Telegram.
+YOU_SENDER = Sender("console", 1, "you", is_admin=True)
+CHAT = 1
+ALBUM_MAX = 10  # as in Telegram, an album holds up to 10 items
 BOT = "bearbot ›"
 YOU = "you ›"
 
@@ -45,31 +54,30 @@ class Printer:
 
     out: TextIO
     lock: threading.Lock = field(default_factory=threading.Lock)
-    buttons: list[tuple[Sent, str]] = field(default_factory=list)  # what "1", "2"… tap
-    last_answer: Sent | None = None  # the latest prediction answer: /correct replies to it
+    buttons: list[tuple[int, Button]] = field(default_factory=list)  # what "1", "2"… tap: (message id, button)
+    last_answer: tuple[int, tuple[str, ...]] | None = None  # the latest answer (id, button ids): /correct targets it
     prompt: str | None = None  # set while the prompt waits for the user's next line (interactive only)
 
-    def event(self, method: str, item: Sent | JSONDict) -> None:
+    def show(self, reply: Reply, message_id: int, *, edited: bool = False) -> None:
+        """Print one message the bot sent (or edited) and number its buttons."""
         with self.lock:
-            if isinstance(item, Sent):
-                self._message(method, item)
-            elif item.get("text"):  # answerCallbackQuery: Telegram shows it as a toast
-                self.write(f"{BOT} ({item['text']})")
+            prefix = f"{BOT} (edited)" if edited else BOT
+            text = f"[photo] {reply.text}" if reply.picture is not None else reply.text
+            lines = text.splitlines() or [""]
+            indent = " " * (len(BOT) + 1)
+            self.write(f"{prefix} {lines[0]}" + "".join(f"\n{indent}{line}" for line in lines[1:]))
+            flat = [button for row in reply.buttons for button in row]
+            if flat:
+                self.buttons = [(message_id, button) for button in flat]
+                labels = "  ".join(f"[{i}] {button.label}" for i, button in enumerate(flat, 1))
+                self.write(textwrap.fill(labels, width=100, initial_indent=indent, subsequent_indent=indent))
+                if any(button.id.startswith(f"{FEEDBACK_PREFIX}:") for button in flat):
+                    self.last_answer = (message_id, tuple(button.id for button in flat))
 
-    def _message(self, method: str, sent: Sent) -> None:
-        prefix = f"{BOT} (edited)" if method.startswith("edit") else BOT
-        text = sent.text or ""
-        if method == "sendPhoto":
-            text = f"[photo] {text}"
-        lines = text.splitlines() or [""]
-        indent = " " * (len(BOT) + 1)
-        self.write(f"{prefix} {lines[0]}" + "".join(f"\n{indent}{line}" for line in lines[1:]))
-        if sent.buttons:
-            self.buttons = [(sent, data) for _, data in sent.buttons]
-            labels = "  ".join(f"[{i}] {label}" for i, (label, _) in enumerate(sent.buttons, 1))
-            self.write(textwrap.fill(labels, width=100, initial_indent=indent, subsequent_indent=indent))
-            if any(data.startswith(f"{FEEDBACK_PREFIX}:") for _, data in sent.buttons):
-                self.last_answer = sent
+    def toast(self, text: str) -> None:
+        """A button's short answer (Telegram shows it as a toast)."""
+        with self.lock:
+            self.write(f"{BOT} ({text})")
 
     def write(self, text: str) -> None:
         if self.prompt is None:
@@ -90,58 +98,89 @@ class Printer:
             self.write(f"  · {text}")
 
 
+class ConsoleReplier:
+    """Answers one console line: prints replies, edits of the tapped message, and toasts."""
+
+    def __init__(self, chat: ConsoleChat, message_id: int | None = None) -> None:
+        self.chat = chat
+        self.message_id = message_id  # the message whose button was tapped
+
+    async def send(self, reply: Reply) -> int:
+        return self.chat.show(reply)
+
+    async def edit(self, text: str, *, keep_buttons: bool) -> None:
+        assert self.message_id is not None
+        old = self.chat.sent.get(self.message_id, Reply(""))
+        reply = Reply(text, old.buttons if keep_buttons else (), old.picture)
+        self.chat.sent[self.message_id] = reply
+        self.chat.printer.show(reply, self.message_id, edited=True)
+
+    async def toast(self, text: str, *, alert: bool = False) -> None:
+        self.chat.printer.toast(text)
+
+
+class ConsoleOutbox:
+    """What the bot says unasked (a run's outcome and plots, learned-notices): printed like any reply."""
+
+    transport = "console"
+
+    def __init__(self, chat: ConsoleChat) -> None:
+        self.chat = chat
+
+    async def to_chat(self, chat_id: int, reply: Reply, *, reply_to: int | None = None) -> None:
+        self.chat.show(reply)
+
+    async def to_admins(self, reply: Reply) -> None:
+        self.chat.show(reply)
+
+
 class ConsoleChat:
-    """One console session: the fake Bot API, the application, and line → update translation."""
+    """One console session: the conversation core, and line → event translation."""
 
     def __init__(self, settings: Settings, *, out: TextIO, loader: ClassifierLoader | None = None) -> None:
-        self.api = FakeBotApi()
         self.printer = Printer(out)
-        self.api.on_event = self.printer.event
-        self.base_settings = settings
+        self.settings = settings
         self.loader = loader
-        self._update_ids = itertools.count(1)
-        self.app: App | None = None
+        self._ids = itertools.count(1)  # message ids, the user's and the bot's
+        self.sent: dict[int, Reply] = {}  # the bot's messages, so an edit keeps their buttons
+        self.core: Conversation | None = None
 
-    def _settings(self) -> Settings:
-        # The console user is an admin, so /retrain, /stats… work as they would for you in Telegram.
-        return self.base_settings.model_copy(
-            update={
-                "telegram_api_url": self.api.url,
-                "telegram_bot_token": SecretStr(self.api.token),
-                "admin_ids": frozenset(self.base_settings.admin_ids | {CONSOLE_USER["id"]}),
-            }
-        )
+    def show(self, reply: Reply) -> int:
+        message_id = next(self._ids)
+        self.sent[message_id] = reply
+        self.printer.show(reply, message_id)
+        return message_id
 
     async def run(self, lines: TextIO, *, echo: bool) -> None:
-        """Read ``lines`` until EOF or /quit, feeding each to the bot and waiting for its answer."""
-        self.api.start()
+        """Read ``lines`` until EOF or /quit, feeding each to the core and waiting for its answer."""
+        self.core = Conversation(make_services(self.settings, loader=self.loader))
+        self.core.add_outbox(ConsoleOutbox(self))
+        await self.core.start()
         try:
-            self.app = build_application(self._settings(), loader=self.loader)
-            async with running(self.app, poll=False):
-                self._banner()
-                queue, next_line = _start_reader(lines, interactive=not echo, printer=self.printer)
-                while (line := await queue.get()) is not None:
-                    line = line.strip()
-                    if echo and line:
-                        self.printer.write(f"{YOU} {line}")
-                    if line in ("/quit", "/exit"):
-                        break
-                    if line:
-                        try:
-                            await self.handle(line)
-                        except OSError as exc:  # an unreadable path: say so and carry on
-                            self.printer.note(f"cannot read that: {exc}")
-                    next_line.set()  # only now prompt again, so answers never interleave with it
-                await self._farewell()
+            self._banner()
+            queue, next_line = _start_reader(lines, interactive=not echo, printer=self.printer)
+            while (line := await queue.get()) is not None:
+                line = line.strip()
+                if echo and line:
+                    self.printer.write(f"{YOU} {line}")
+                if line in ("/quit", "/exit"):
+                    break
+                if line:
+                    try:
+                        await self.handle(line)
+                    except OSError as exc:  # an unreadable path: say so and carry on
+                        self.printer.note(f"cannot read that: {exc}")
+                next_line.set()  # only now prompt again, so answers never interleave with it
+            await self._farewell()
         finally:
-            self.api.stop()
+            await self.core.stop()
 
     def _banner(self) -> None:
-        assert self.app is not None
-        services = get_services(self.app)
+        assert self.core is not None
+        services = self.core.services
         version = services.serving.version
         self.printer.note(
-            "bearbot chat — the real bot's handlers, offline. Type an image path (a folder is sent as an album), "
+            "bearbot chat — the real bot's conversation, offline. Type an image path (a folder is sent as an album), "
             "/correct <label> to correct my last answer, a number to tap a button, /help, /stats, /retrain; "
             "Ctrl-D or /quit to leave."
         )
@@ -152,14 +191,8 @@ class ConsoleChat:
             )
 
     async def _farewell(self) -> None:
-        assert self.app is not None
-        services = get_services(self.app)
-
-        def active() -> Any:
-            with services.storage.session() as session:
-                return runs.active_run(session)
-
-        run = await asyncio.to_thread(active)
+        assert self.core is not None
+        run = await self.core.services.storage.in_thread(runs.active_run)
         if run is not None:
             self.printer.note(
                 f"Training run #{run.id} is {run.status.value}; it carries on while `bearbot run` or `bearbot chat` "
@@ -167,26 +200,23 @@ class ConsoleChat:
             )
 
     async def handle(self, line: str) -> None:
-        """Turn one console line into an update and process it to completion."""
+        """Turn one console line into core events and answer them to completion."""
         if line.isdigit() and self.printer.buttons:
             index = int(line) - 1
             if not 0 <= index < len(self.printer.buttons):
                 self.printer.note(f"there are buttons 1–{len(self.printer.buttons)}")
                 return
-            sent, data = self.printer.buttons[index]
-            message = self.api.messages[(sent.chat_id, sent.message_id)]
-            await self._process({"callback_query": {"id": f"cq{next(self._update_ids)}", "from": CONSOLE_USER,
-                                                    "chat_instance": "console", "data": data, "message": message}})
+            message_id, button = self.printer.buttons[index]
+            await self._send(ButtonEvent(YOU_SENDER, Place(CHAT, message_id), button.id), message_id)
             return
         path = _as_path(line)
         if path is not None and path.is_dir():
             files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:ALBUM_MAX]
             if not files:
                 self.printer.note(f"no images in {path}")
-            album = f"album{next(self._update_ids)}"
             for file in files:
                 self.printer.note(file.name)
-                await self._send_file(file, media_group_id=album if len(files) > 1 else None)
+                await self._send_file(file)
             return
         if path is not None and path.is_file():
             await self._send_file(path)
@@ -194,27 +224,27 @@ class ConsoleChat:
         if path is not None and path.suffix.lower() in IMAGE_SUFFIXES:
             self.printer.note(f"no such file: {path}")
             return
-        reply_to = None
-        if line.startswith("/correct") and self.printer.last_answer is not None:
-            reply_to = self.printer.last_answer.message_id
-        await self._message(text=line, reply_to=reply_to)
+        if line.startswith("/"):
+            name, *args = line[1:].split()
+            last = self.printer.last_answer
+            target = Target(last[0], last[1]) if name == "correct" and last is not None else None
+            await self._send(CommandEvent(YOU_SENDER, self._place(), name, tuple(args), target))
+            return
+        await self._send(ChatterEvent(YOU_SENDER, self._place(), "text"))
 
-    async def _send_file(self, path: Path, *, media_group_id: str | None = None) -> None:
+    def _place(self) -> Place:
+        return Place(CHAT, next(self._ids))
+
+    async def _send_file(self, path: Path) -> None:
         data = await asyncio.to_thread(path.read_bytes)
-        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        if mime == "image/jpeg":  # what Telegram does with a photo: a compressed JPEG
-            await self._message(photo=data, media_group_id=media_group_id)
-        else:  # PNG, WebP, GIF, PDFs…: sent "as a file"
-            await self._message(document=data, mime_type=mime, file_name=path.name, media_group_id=media_group_id)
+        if (mimetypes.guess_type(path.name)[0] or "").startswith("image/"):
+            await self._send(ImageEvent.of_bytes(YOU_SENDER, self._place(), data))
+        else:  # PDFs, text files…: what Telegram calls a document that is no image
+            await self._send(ChatterEvent(YOU_SENDER, self._place(), "unusable"))
 
-    async def _message(self, **kwargs: Any) -> None:
-        message = self.api.user_message(CONSOLE_USER, **kwargs)
-        await self._process({"message": message})
-
-    async def _process(self, payload: JSONDict) -> None:
-        assert self.app is not None
-        update = Update.de_json({"update_id": next(self._update_ids), **payload}, self.app.bot)
-        await self.app.process_update(update)
+    async def _send(self, event: Event, tapped: int | None = None) -> None:
+        assert self.core is not None
+        await self.core.handle(event, ConsoleReplier(self, tapped))
 
 
 def _start_reader(

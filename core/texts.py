@@ -1,16 +1,19 @@
-"""What the bot says: message texts and inline keyboards, as pure functions of data."""
+"""What the bot says: message texts and buttons (opaque ids), as pure functions of data, for every transport."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
-
 from bearbot.labels import NOT_BEAR
+from core.replies import Button, Buttons
 from storage.models import CorrectionStatus
 
 FEEDBACK_PREFIX = "fb"
 REVIEW_PREFIX = "rv"
+# Button ids are stateless (they survive a restart) and short (Telegram allows 64 bytes, Discord 100 characters).
+FEEDBACK_ID_RE = re.compile(rf"{FEEDBACK_PREFIX}:(?P<prediction>\d+):(?P<label>.+)")
+REVIEW_ID_RE = re.compile(rf"{REVIEW_PREFIX}:(?P<verdict>[ar]):(?P<correction>\d+)")
 # Telegram refuses messages over 4096 characters; whatever a user typed is echoed at most this long.
 MAX_ECHO = 40
 NOT_BEAR_HINT = "none (not a bear; also notbear, not-a-bear)"
@@ -35,21 +38,21 @@ def prediction_text(*, label: str, confidence: float, probabilities: Mapping[str
     return f"🐻 {label} · {pct(confidence)}\nothers: {others}\nRight? Tap ✅, or the right label."
 
 
-def feedback_keyboard(prediction_id: int, labels: Sequence[str], predicted: str, *, is_bear: bool) -> InlineKeyboardMarkup:
-    """Confirm (✅) the answer, pick another label, or say "not a bear"; callback data ``fb:<id>:<label>``.
+def feedback_buttons(prediction_id: int, labels: Sequence[str], predicted: str, *, is_bear: bool) -> Buttons:
+    """Confirm (✅) the answer, pick another label, or say "not a bear"; button ids ``fb:<id>:<label>``.
 
     The "not a bear" answer is the label ``none``: "🚫 not a bear" under a bear answer, "✅ right,
     no bear" under a refused one. Which chat and message a button may be pressed in is checked
-    against the prediction row when it is pressed (``bot.handlers.corrections``).
+    against the prediction row when it is pressed (``core.corrections``).
     """
 
-    def button(text: str, label: str) -> InlineKeyboardButton:
-        return InlineKeyboardButton(text, callback_data=f"{FEEDBACK_PREFIX}:{prediction_id}:{label}")
+    def button(text: str, label: str) -> Button:
+        return Button(text, f"{FEEDBACK_PREFIX}:{prediction_id}:{label}")
 
-    others = [button(f"it's {name}", name) for name in labels if name != predicted or not is_bear]
+    others = tuple(button(f"it's {name}", name) for name in labels if name != predicted or not is_bear)
     if is_bear:
-        return InlineKeyboardMarkup([[button(f"✅ yes, {predicted}", predicted)], others, [button("🚫 not a bear", NOT_BEAR)]])
-    return InlineKeyboardMarkup([[button("✅ right, no bear", NOT_BEAR)], others])
+        return ((button(f"✅ yes, {predicted}", predicted),), others, (button("🚫 not a bear", NOT_BEAR),))
+    return ((button("✅ right, no bear", NOT_BEAR),), others)
 
 
 def parse_feedback(data: str) -> tuple[int, str] | None:
@@ -60,24 +63,18 @@ def parse_feedback(data: str) -> tuple[int, str] | None:
     return int(parts[1]), parts[2]
 
 
-def prediction_id_of(markup: InlineKeyboardMarkup | None) -> int | None:
+def prediction_id_of(button_ids: Sequence[str]) -> int | None:
     """The prediction id carried by an answer's feedback buttons (no DB lookup, no race with it)."""
-    for row in markup.inline_keyboard if markup else ():
-        for button in row:
-            parsed = parse_feedback(str(button.callback_data or ""))
-            if parsed is not None:
-                return parsed[0]
+    for button_id in button_ids:
+        parsed = parse_feedback(button_id)
+        if parsed is not None:
+            return parsed[0]
     return None
 
 
-def review_keyboard(correction_id: int) -> InlineKeyboardMarkup:
-    """Approve / reject buttons for one pending correction; callback data ``rv:a|r:<id>``."""
-    return InlineKeyboardMarkup(
-        [[
-            InlineKeyboardButton("✅ approve", callback_data=f"{REVIEW_PREFIX}:a:{correction_id}"),
-            InlineKeyboardButton("❌ reject", callback_data=f"{REVIEW_PREFIX}:r:{correction_id}"),
-        ]]
-    )
+def review_buttons(correction_id: int) -> Buttons:
+    """Approve / reject buttons for one pending correction; button ids ``rv:a|r:<id>``."""
+    return ((Button("✅ approve", f"{REVIEW_PREFIX}:a:{correction_id}"), Button("❌ reject", f"{REVIEW_PREFIX}:r:{correction_id}")),)
 
 
 def parse_review(data: str) -> tuple[bool, int] | None:
@@ -165,3 +162,22 @@ NOT_ADMIN = "Sorry, that command is for the bot's admins."
 NOT_AN_IMAGE = "I can only look at images: send a photo or an image file (JPEG, PNG, WebP or GIF)."
 FOREIGN_BUTTON = "That button belongs to another message; I can't take it from here."
 TEXT_HINT = "Send me a photo of a bear 🐻 — or /help to see what I can do."
+
+
+def size_text(n: int) -> str:
+    return f"{n / 1024 / 1024:.0f} MB" if n >= 1024 * 1024 else f"{n // 1024} KB"
+
+
+def too_big(limit: int) -> str:
+    """The one-line refusal of a file over the download limit."""
+    return f"That file is too big for me (limit {size_text(limit)}). Send a smaller photo."
+
+
+def unusable(reason: object) -> str:
+    """The refusal of a file that is no image the bot can read (``reason``: the ImageError)."""
+    return f"Sorry, I can't use that file: {reason}. Send a JPEG, PNG, WebP or GIF photo."
+
+
+DOWNLOAD_FAILED = "I couldn't download that file. Please try sending it again."
+UNKNOWN_COMMAND = "I don't know that command. /help lists what I can do."
+OOPS = "Sorry, something went wrong on my side. Please try again."

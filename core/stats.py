@@ -13,9 +13,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot.plots import run_plots
+from core.plots import run_plots
 from storage import corrections, model_versions, predictions, runs, snapshot
-from storage.models import CorrectionStatus, ModelVersion, PredictionRecord, RunStatus, TrainingRun
+from storage.models import (
+    CorrectionStatus,
+    ModelVersion,
+    PredictionRecord,
+    RunStatus,
+    TrainingRun,
+)
 
 
 def ordered(labels: Iterable[str], canonical: Sequence[str] = ()) -> list[str]:

@@ -1,7 +1,7 @@
 """A small in-memory Telegram Bot API server on 127.0.0.1 (stdlib ``http.server`` in a thread).
 
 The real python-telegram-bot talks to it over HTTP exactly as it would to Telegram: the
-console (``bearbot chat``) and the end-to-end tests both use it. It implements the methods
+Telegram end-to-end tests and the benches use it. It implements the methods
 this bot calls, hands out updates through ``getUpdates`` (long polling), serves uploaded
 files through ``getFile`` and the file URL, and records everything the bot sends.
 """

@@ -7,8 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from telegram import Bot
-from telegram.error import TelegramError
+from core.replies import Reply
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +33,14 @@ def caption(path: Path) -> str:
     return CAPTIONS.get(path.stem, path.stem.replace("_", " ").capitalize())
 
 
-async def send_plots(bot: Bot, chat_id: int, paths: list[Path]) -> int:
-    """Send each existing PNG as a photo; a missing file is skipped with a log line. Returns how many went."""
-    sent = 0
+async def plot_replies(paths: list[Path], *, private: bool = False) -> list[Reply]:
+    """Each existing PNG as a picture with its caption; a missing file is skipped with a log line."""
+    replies = []
     for path in paths:
         try:
             data = await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
             log.info("plot %s not sent: %s", path, exc.strerror or exc)
             continue
-        try:
-            await bot.send_photo(chat_id=chat_id, photo=data, caption=caption(path))
-            sent += 1
-        except TelegramError as exc:
-            log.warning("could not send plot %s to chat %s: %s", path.name, chat_id, exc)
-    return sent
+        replies.append(Reply(caption(path), picture=data, private=private))
+    return replies

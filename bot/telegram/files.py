@@ -1,4 +1,4 @@
-"""Size-checked file downloads: refuse by the declared size, then cap the bytes actually read."""
+"""Telegram files: which image a message carries, and its size-checked download (declared size, then bytes read)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,7 @@ import httpx
 from telegram import Bot, Message
 from telegram.error import BadRequest
 
-
-class TooLargeError(Exception):
-    """The file is over the download limit."""
-
-    def __init__(self, size: int | None, limit: int) -> None:
-        super().__init__(f"file of {size if size is not None else 'unknown'} bytes is over the {limit}-byte limit")
-        self.size = size
-        self.limit = limit
-
-
-class DownloadError(Exception):
-    """The file could not be fetched from the Bot API server."""
+from core.events import DownloadError, TooLargeError
 
 
 @dataclass(frozen=True)

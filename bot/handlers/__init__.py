@@ -1,1 +1,0 @@
-"""Update handlers, one module per conversation topic; :mod:`bot.app` lists them in order."""
