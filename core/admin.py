@@ -17,7 +17,7 @@ from core.events import ButtonEvent, CommandEvent
 from core.identity import upsert
 from core.learning import request_retrain
 from core.plots import plot_replies
-from core.replies import Replier, Reply
+from core.replies import Buttons, Replier, Reply
 from core.services import Services
 from core.stats import model_text, serving_plots, stats_text
 from core.texts import NOT_ADMIN, parse_review, review_buttons
@@ -40,8 +40,8 @@ async def refuse(name: str, event: AdminEvent, replier: Replier) -> None:
         await replier.send(Reply(NOT_ADMIN))
 
 
-def _private(text: str, **kwargs: object) -> Reply:
-    return Reply(text, private=True, **kwargs)  # type: ignore[arg-type]
+def _private(text: str, buttons: Buttons = (), picture: bytes | None = None) -> Reply:
+    return Reply(text, buttons, picture, private=True)
 
 
 async def retrain(services: Services, event: AdminEvent, replier: Replier) -> None:

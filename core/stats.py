@@ -84,9 +84,11 @@ def stats_text(session: Session, *, serving: ModelVersion | None, labels: Sequen
     lines = [
         "📊 bearbot stats",
         f"I have answered {_plural(total, 'photo')}; in {no_bear} of them I saw no bear.",
-        f"Users sent {_plural(sum(by_status.values()), 'correction')}: {by_status[CorrectionStatus.ACCEPTED]} accepted, "
-        f"{by_status[CorrectionStatus.PENDING]} waiting for review, {by_status[CorrectionStatus.REJECTED]} rejected. "
-        f"Waiting for the next training run: {waiting} accepted.",
+        (
+            f"Users sent {_plural(sum(by_status.values()), 'correction')}: {by_status[CorrectionStatus.ACCEPTED]} accepted, "
+            f"{by_status[CorrectionStatus.PENDING]} waiting for review, {by_status[CorrectionStatus.REJECTED]} rejected. "
+            f"Waiting for the next training run: {waiting} accepted."
+        ),
     ]
     agreement = {row.label: row for row in predictions.agreement_by_class(session)}
     confirmed = sum(row.agreed for row in agreement.values())

@@ -13,7 +13,14 @@ from core.events import ButtonEvent, ChatterEvent, CommandEvent, ImageEvent, Tar
 from core.notices import announce_learned
 from core.replies import Reply
 from core.texts import FOREIGN_BUTTON, NOT_ADMIN, TEXT_HINT, parse_feedback
-from storage.models import Correction, CorrectionStatus, PredictionRecord, RunStatus, TrainingRun, Trigger
+from storage.models import (
+    Correction,
+    CorrectionStatus,
+    PredictionRecord,
+    RunStatus,
+    TrainingRun,
+    Trigger,
+)
 from tests.core_harness import (  # noqa: F401 - pytest fixture
     ADMIN,
     ALICE,

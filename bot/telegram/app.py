@@ -52,7 +52,7 @@ def get_services(app: CallbackContext[Any, Any, Any, Any] | App) -> Services:
     """The core's services of a built application (tests and benches read the model and storage)."""
     conversation = app.bot_data.get(CONVERSATION_KEY)
     if not isinstance(conversation, Conversation):
-        raise RuntimeError("no conversation core; build the bot with bot.telegram.app.build_application")
+        raise RuntimeError("no conversation core; build the bot with bot.telegram.app.build_application")  # noqa: TRY004
     return conversation.services
 
 
