@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import re
 import warnings
+from enum import Enum
 
 import typer
 
@@ -26,12 +27,32 @@ BAD_TOKEN_SHAPE = (
 )
 
 
+class Transport(str, Enum):
+    """Which chat network(s) ``bearbot run`` serves."""
+
+    telegram = "telegram"
+    discord = "discord"
+    both = "both"
+
+
 def run_cmd(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging and full tracebacks on errors."),
+    transport: Transport = typer.Option(
+        Transport.telegram, "--transport", "-t",
+        help="telegram, discord (DISCORD_BOT_TOKEN), or both in one process sharing the database and the model.",
+    ),
 ) -> None:
-    """Start the Telegram bot (long polling; webhook mode when BEARBOT_WEBHOOK_URL is set)."""
+    """Start the bot (Telegram: long polling, or webhook mode when BEARBOT_WEBHOOK_URL is set; Discord: the gateway)."""
     verbose = verbose or cli_options().verbose
     settings = settings_or_exit()
+    if transport != Transport.telegram and settings.discord_bot_token is None:
+        from bot.discord.serve import NO_TOKEN as NO_DISCORD_TOKEN
+
+        typer.echo(NO_DISCORD_TOKEN, err=True)
+        raise typer.Exit(2)
+    if transport == Transport.discord:
+        _serve_discord(settings, verbose, with_telegram=False)
+        return
     if not settings.token:
         typer.echo(NO_TOKEN, err=True)
         raise typer.Exit(2)
@@ -42,6 +63,9 @@ def run_cmd(
             "webhook mode (BEARBOT_WEBHOOK_URL) needs python-telegram-bot's webhooks extra: "
             "pip install 'python-telegram-bot[webhooks]'"
         )
+    if transport == Transport.both:
+        _serve_discord(settings, verbose, with_telegram=True)
+        return
     from bot.telegram.app import run_bot
 
     if not verbose:
@@ -52,6 +76,32 @@ def run_cmd(
         if verbose:
             raise
         raise fail(run_error(exc, settings)) from None
+
+
+def _serve_discord(settings: Settings, verbose: bool, *, with_telegram: bool) -> None:
+    """Discord alone, or Discord and Telegram in one process on one conversation core."""
+    from bot.discord.serve import run_discord
+
+    if not verbose:
+        one_line_library_errors()
+    try:
+        run_discord(settings, with_telegram=with_telegram)
+    except Exception as exc:
+        if verbose:
+            raise
+        raise fail(discord_error(exc, settings)) from None
+
+
+def discord_error(exc: Exception, settings: Settings) -> str:
+    """One line for a Discord bot that could not start (else :func:`run_error`'s, for Telegram)."""
+    import aiohttp
+    import discord
+
+    if isinstance(exc, discord.LoginFailure):
+        return "Discord rejected DISCORD_BOT_TOKEN: copy it again (developer portal → your app → Bot → Reset Token)"
+    if isinstance(exc, aiohttp.ClientError | discord.GatewayNotFound):
+        return f"could not reach Discord ({type(exc).__name__}: {exc}); check the network"
+    return run_error(exc, settings)
 
 
 def run_error(exc: Exception, settings: Settings) -> str:
@@ -80,7 +130,7 @@ class _OneLine(logging.Filter):
     """Library errors as one log line each; start-up failures are left to :func:`run_error`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith("telegram"):
+        if not record.name.startswith(("telegram", "discord")):
             return True
         if "Bootstrap" in record.getMessage():  # the start-up retry loop giving up: run_error says it once
             return False

@@ -26,6 +26,7 @@ from tests.fake_discord.payloads import JSON
 HELLO, HEARTBEAT, IDENTIFY, HEARTBEAT_ACK, DISPATCH = 10, 1, 2, 11, 0
 # Interaction callback types (https://discord.com/developers/docs/interactions/receiving-and-responding)
 MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE_MESSAGE = 4, 5, 6, 7
+LOADING = 1 << 7  # message flag: the "bearbot is thinking…" placeholder of a deferred response
 File = tuple[str, bytes, str | None]  # filename, bytes, content type
 
 
@@ -134,12 +135,9 @@ class FakeDiscord:
         app.router.add_put(f"{v}/applications/{{app}}/guilds/{{guild}}/commands", self._sync)
         app.router.add_post(f"{v}/users/@me/channels", self._open_dm)
         app.router.add_post(f"{v}/channels/{{cid}}/messages", self._create)
-        app.router.add_get(f"{v}/channels/{{cid}}/messages/{{mid}}", self._get_message)
         app.router.add_patch(f"{v}/channels/{{cid}}/messages/{{mid}}", self._edit)
         app.router.add_post(f"{v}/interactions/{{iid}}/{{token}}/callback", self._callback)
         app.router.add_post(f"{v}/webhooks/{{app}}/{{token}}", self._followup)
-        app.router.add_get(f"{v}/webhooks/{{app}}/{{token}}/messages/{{mid}}", self._get_webhook_message)
-        app.router.add_patch(f"{v}/webhooks/{{app}}/{{token}}/messages/{{mid}}", self._edit_webhook_message)
         app.router.add_route("*", "/{tail:.*}", self._unknown)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -229,6 +227,12 @@ class FakeDiscord:
                     raise TimeoutError(f"nothing matched; sent: {[(s.kind, s.text[:60]) for s in self.sent]}; "
                                        f"unhandled: {self.unhandled}")
                 self._cond.wait(left)
+
+    def wait_connected(self, sessions: int = 1, *, timeout: float = 60.0) -> None:
+        """Until ``sessions`` bots in all have identified on the gateway (they can receive events from then)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.identifies) >= sessions, timeout):
+                raise TimeoutError(f"{len(self.identifies)} of {sessions} gateway sessions identified")
 
     def answer(self, message: JSON, *, timeout: float = 30.0) -> Sent:
         """The bot's reply to a user's ``message``."""
@@ -331,7 +335,9 @@ class FakeDiscord:
                 if frame["d"].get("token") != self.token:
                     await ws.close(code=4004, message=b"Authentication failed.")
                     break
-                self.identifies.append(frame["d"])
+                with self._cond:
+                    self.identifies.append(frame["d"])
+                    self._cond.notify_all()
                 self._sockets.append(ws)
                 await self._send_event("READY", {
                     "v": 10, "user": self.bot, "guilds": [{"id": self.guild_id, "unavailable": True}],
@@ -431,22 +437,14 @@ class FakeDiscord:
         self._record(Sent("create", msg))
         return self._json(msg)
 
-    async def _get_message(self, request: web.Request) -> web.Response:
-        msg = self.messages.get(request.match_info["mid"])
-        if msg is None or msg["channel_id"] != request.match_info["cid"]:
-            return self._json({"message": "Unknown Message", "code": 10008}, status=404)
-        return self._json(msg)
-
     def _apply_edit(self, mid: str, body: JSON, interaction_id: str | None = None) -> JSON | None:
         old = self.messages.get(mid)
         if old is None:
             return None
         new = dict(old)
-        for key in ("content", "components", "flags"):
+        for key in ("content", "components", "flags"):  # attachments stay: the bot never changes them
             if key in body and body[key] is not None:
                 new[key] = body[key]
-        if "attachments" in body and body["attachments"] and isinstance(body["attachments"][0], dict) and "url" in body["attachments"][0]:
-            new["attachments"] = body["attachments"]
         new["edited_timestamp"] = p.now()
         self._record(Sent("edit", new, interaction_id))
         return new
@@ -481,7 +479,7 @@ class FakeDiscord:
             self._record(Sent("callback", message, iid, kind))
         elif kind == DEFERRED_MESSAGE:
             flags = data.get("flags") or 0
-            message = self._bot_message(channel_id, {"content": "", "flags": flags | 128}, interaction_metadata=metadata)
+            message = self._bot_message(channel_id, {"content": "", "flags": flags | LOADING}, interaction_metadata=metadata)
             with self._cond:
                 self.messages[message["id"]] = message
             self._record(Sent("callback", None, iid, kind))
@@ -511,7 +509,7 @@ class FakeDiscord:
         body = await self._body(request)
         # The first follow-up after a "thinking…" defer replaces that placeholder, as on Discord.
         placeholder = self.messages.get(item.original or "")
-        if placeholder is not None and placeholder["flags"] & 128:
+        if placeholder is not None and placeholder["flags"] & LOADING:
             body["flags"] = (body.get("flags") or 0) | (placeholder["flags"] & p.EPHEMERAL)
             msg = self._bot_message(placeholder["channel_id"], body, mid=placeholder["id"],
                                     interaction_metadata=placeholder.get("interaction_metadata"))
@@ -519,18 +517,3 @@ class FakeDiscord:
             msg = self._bot_message(item.payload["channel_id"], body)
         self._record(Sent("create", msg, iid))
         return self._json(msg)
-
-    async def _get_webhook_message(self, request: web.Request) -> web.Response:
-        _iid, item = self._by_token(request.match_info["token"])
-        mid = item.original if request.match_info["mid"] == "@original" else request.match_info["mid"]
-        return self._json(self.messages[mid or ""])
-
-    async def _edit_webhook_message(self, request: web.Request) -> web.Response:
-        iid, item = self._by_token(request.match_info["token"])
-        mid = item.original if request.match_info["mid"] == "@original" else request.match_info["mid"]
-        body = await self._body(request)
-        old = self.messages.get(mid or "")
-        if old is not None and old["flags"] & 128:
-            body["flags"] = old["flags"] & ~128
-        new = self._apply_edit(mid or "", body, iid)
-        return self._json(new) if new else self._json({"message": "Unknown Message", "code": 10008}, status=404)

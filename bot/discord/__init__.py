@@ -1,0 +1,1 @@
+"""The Discord adapter: discord.py's messages, slash commands and buttons in, the core's replies out."""
