@@ -141,6 +141,8 @@ def test_a_custom_id_that_is_not_under_the_message_is_ignored(
 
 def test_correct_command_targets_my_last_answer_or_a_link(fake: FakeDiscord, bot: DiscordBot, people: dict[str, Any]) -> None:
     alice = people["alice"]
+    nothing_yet = fake.response(fake.slash(alice, "correct", {"label": "teddy"}, in_dm=True))
+    assert nothing_yet.ephemeral and nothing_yet.text.startswith("I have not answered a photo of yours in this channel")
     first = fake.answer(fake.dm(alice, files=photo("grizzly")))
     fake.answer(fake.dm(alice, files=photo("black")))
     rows = answered(bot, 2)

@@ -27,6 +27,10 @@ ADMIN = {
     "pending": "Admin: review pending corrections",
 }
 NOT_A_LINK = "That is not a message link or id: use “Copy Message Link” on my answer, or leave it out."
+NO_ANSWER_HERE = (
+    "I have not answered a photo of yours in this channel yet. Send one, or name my answer: "
+    "/correct label:<label> message:<link>, or right-click it → Apps → Correct bear…"
+)
 
 
 def _simple(client: BearClient, name: str) -> Any:
@@ -89,10 +93,13 @@ def add_commands(tree: app_commands.CommandTree[Any], client: BearClient, labels
                 await replier.send(Reply(NOT_A_LINK))
                 return
             chat_id = ref[0] or chat_id
-            target: Target | None = Target(message_id=ref[1])
+            target = Target(message_id=ref[1])
         else:
             answer = await client.latest_answer(chat_id, sender)
-            target = Target(prediction_id=answer) if answer is not None else None
+            if answer is None:  # the core's usage text tells Telegram users to reply, which Discord's slash commands can't
+                await replier.send(Reply(NO_ANSWER_HERE))
+                return
+            target = Target(prediction_id=answer)
         place = Place(chat_id=chat_id, message_id=None, private=interaction.guild is None)
         await client.handle(CommandEvent(sender, place, "correct", (label.value,), target), replier)
 
