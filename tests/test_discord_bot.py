@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core.texts import NOT_ADMIN
+from core.texts import DOWNLOAD_FAILED, NOT_ADMIN, NOT_AN_IMAGE, TEXT_HINT
 from storage.models import Correction, Image, PredictionRecord
 from tests.bot_harness import eventually
 from tests.core_harness import CachingLoader, bear
@@ -182,6 +182,14 @@ def test_a_corrupt_attachment_gets_a_clear_refusal(fake: FakeDiscord, bot: Disco
     message = fake.dm(people["alice"], files=[("bear.jpg", b"\xff\xd8\xff\xe0 this is no JPEG", JPEG)])
     assert fake.answer(message).text.startswith("Sorry, I can't use that file")
     assert predictions(bot) == [] and bot.db(lambda s: list(s.scalars(select(Image)))) == []
+
+
+def test_a_failed_download_and_chatter_get_one_line_each(fake: FakeDiscord, bot: DiscordBot, people: dict[str, Any]) -> None:
+    fake.cdn_down = True
+    assert fake.answer(fake.dm(people["alice"], files=photo("grizzly"))).text == DOWNLOAD_FAILED
+    assert fake.answer(fake.dm(people["alice"], files=[("notes.pdf", b"%PDF-1.4", "application/pdf")])).text == NOT_AN_IMAGE
+    assert fake.answer(fake.dm(people["alice"], content="hello bear bot")).text == TEXT_HINT
+    assert predictions(bot) == []
 
 
 def test_an_attachment_over_the_limit_is_refused_unread(

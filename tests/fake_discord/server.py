@@ -71,6 +71,7 @@ class FakeDiscord:
     unhandled: list[str] = field(default_factory=list)
     identifies: list[JSON] = field(default_factory=list)
     downloads: list[str] = field(default_factory=list)  # attachment ids fetched from the CDN
+    cdn_down: bool = False  # attachments answer 503, as when Discord's CDN has an outage
 
     def __post_init__(self) -> None:
         self.app_id = p.snowflake()
@@ -404,6 +405,8 @@ class FakeDiscord:
         return self._json(self._dm_channel(self.members[str(uid)]["user"]))
 
     async def _cdn(self, request: web.Request) -> web.Response:
+        if self.cdn_down:
+            return web.Response(status=503, text="upstream connect error")
         data, ctype = self.files[request.match_info["aid"]]
         self.downloads.append(request.match_info["aid"])
         return web.Response(body=data, content_type=ctype or "application/octet-stream")
