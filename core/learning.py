@@ -13,7 +13,7 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,12 +88,18 @@ async def request_retrain(
     return await services.db(_queue, trigger=trigger, user_id=user_id, transport=transport, chat_id=chat_id)
 
 
-def _claim_notifications(session: Session) -> list[tuple[TrainingRun, str]]:
-    """Finished, un-notified runs this process won the right to announce (atomic per run)."""
+def _asked_here(run: TrainingRun, transports: Collection[str]) -> bool:
+    """Whether this process can tell whoever asked for ``run`` (a run nobody asked for: its admins)."""
+    return run.requested_chat_id is None or (run.requested_transport or "telegram") in transports
+
+
+def _claim_notifications(session: Session, *, transports: Collection[str]) -> list[tuple[TrainingRun, str]]:
+    """Finished, un-notified runs this process won the right to announce (atomic per run); a run asked
+    for on a transport this process does not serve is left for the process that does."""
     return [
         (run, runs.describe_run(run))
         for run in runs.unnotified_finished(session)
-        if runs.claim_notification(session, run_id=run.id)
+        if _asked_here(run, transports) and runs.claim_notification(session, run_id=run.id)
     ]
 
 
@@ -149,10 +155,7 @@ async def _report_run(run: TrainingRun, text: str, outboxes: Mapping[str, Outbox
     replies = [Reply(text), *await plot_replies(run_plots(run.metrics))]
     if run.requested_chat_id is not None:
         transport = run.requested_transport or "telegram"  # before other transports, chats were Telegram's
-        outbox = outboxes.get(transport)
-        targets = [(transport, outbox.to_chat, run.requested_chat_id)] if outbox is not None else []
-        if outbox is None:
-            log.warning("run #%s was asked for on %s, which this process does not serve", run.id, transport)
+        targets = [(transport, outboxes[transport].to_chat, run.requested_chat_id)]
     else:
         targets = [(name, box.to_admins, None) for name, box in outboxes.items()]
     for transport, send, chat_id in targets:
@@ -176,7 +179,7 @@ async def dispatch(services: Services, state: LearningState, outboxes: Mapping[s
     await services.db(recover, settings=settings)  # a run whose holder stopped renewing its lease
     if settings.trainer_mode == "local" and state.process is None and await services.db(_needs_trainer):
         start_trainer(settings, state)
-    for run, text in await services.db(_claim_notifications):
+    for run, text in await services.db(_claim_notifications, transports=frozenset(outboxes)):
         await _report_run(run, text, outboxes)
     await announce_learned(services.storage, outboxes)  # "your correction is now part of vN"
 

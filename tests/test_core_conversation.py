@@ -150,10 +150,17 @@ async def test_run_outcomes_go_to_the_transport_that_asked(tmp_path: Path, loade
                     trigger=Trigger.ADMIN, status=RunStatus.REJECTED, requested_chat_id=chat,
                     requested_transport=transport, metrics={}, n_train=10,
                 ))
+        telegram_only = Mailbox("telegram")  # a process serving Telegram alone leaves Discord's run to Discord's
+        await learning.dispatch(core.services, learning.LearningState(), {"telegram": telegram_only})
+        assert [r.text[:15] for r in telegram_only.admins] == ["Training run #2"] and not telegram_only.chats
         await learning.dispatch(core.services, learning.LearningState(), outboxes)
         [(chat_id, asked, _)] = discord.chats
         assert chat_id == 555 and asked.text.startswith("Training run #1") and not telegram.chats
-        assert [r.text[:15] for r in telegram.admins] == [r.text[:15] for r in discord.admins] == ["Training run #2"]
+        assert not telegram.admins and not discord.admins  # run #2 was told once, above
+        with core.services.storage.session() as session:  # a scheduled run: every transport's admins hear
+            session.add(TrainingRun(trigger=Trigger.SCHEDULE, status=RunStatus.FAILED, metrics={}, n_train=10))
+        await learning.dispatch(core.services, learning.LearningState(), outboxes)
+        assert [r.text[:15] for r in telegram.admins] == [r.text[:15] for r in discord.admins] == ["Training run #3"]
 
 
 async def test_learned_notice_goes_to_the_chat_of_the_correction(tmp_path: Path, loader: CachingLoader) -> None:  # noqa: F811
