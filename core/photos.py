@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from sqlalchemy.orm import Session
@@ -26,11 +27,16 @@ from storage.predictions import record_prediction, set_reply_message
 log = logging.getLogger(__name__)
 
 
-def _save(session: Session, *, services: Services, event: ImageEvent, data: bytes, info: ImageInfo, answer: Prediction) -> int:
-    """Store the image, the user and the prediction in one transaction; returns the prediction id."""
+def _store_image(session: Session, *, services: Services, data: bytes, info: ImageInfo) -> int:
+    """Store the image (file written and synced, row committed); returns its id."""
     image, _created = services.storage.images.put(session, data=data, origin=Origin.UPLOAD, info=info)
+    return image.id
+
+
+def _save(session: Session, *, event: ImageEvent, image_id: int, answer: Prediction) -> int:
+    """Store the user and the prediction in one transaction; returns the prediction id."""
     row = record_prediction(
-        session, image_id=image.id, user_id=upsert(session, event.sender), transport=event.sender.transport,
+        session, image_id=image_id, user_id=upsert(session, event.sender), transport=event.sender.transport,
         chat_id=event.place.chat_id, message_id=event.place.message_id, answer=answer,
     )
     return row.id
@@ -45,18 +51,32 @@ async def _fetch(event: ImageEvent, limit: int) -> bytes:
 async def on_image(services: Services, event: ImageEvent, replier: Replier) -> None:
     """Fetch (size-checked), classify on the inference pool, store, and answer with buttons."""
     settings, chat = services.settings, event.place.chat_id
-    wait = await services.limits.photos.hit(limit_key(event.sender))
+    limit = settings.max_download_bytes
+    # The limit (a database round trip) is checked while the photo downloads: a limited user's photo
+    # is dropped before the decoder and the model, as before, and the others wait for neither in turn.
+    wait, fetched = await asyncio.gather(
+        services.limits.photos.hit(limit_key(event.sender)), _fetch(event, limit), return_exceptions=True
+    )
+    if isinstance(wait, BaseException):
+        raise wait
     if wait:
         await replier.send(Reply(slow_down("photos", settings.photos_per_minute, wait)))
         return
-    limit = settings.max_download_bytes
     try:
-        data = await _fetch(event, limit)
+        if isinstance(fetched, BaseException):
+            raise fetched
+        data = fetched
         classifier = services.serving.current  # taken once: a swap meanwhile does not affect this photo
         # The one decode, at the model's input size at least: classified and stored from it.
         decoded = await services.decode(data, min_side=getattr(classifier, "image_size", None))
-        answer = await services.predict_image(classifier, decoded.image)
-        prediction_id = await services.db(_save, services=services, event=event, data=data, info=decoded.info, answer=answer)
+        # The photo is stored while the model runs (the file's fsync and the commit are off the answer's
+        # path); it is stored before the answer is sent, and kept even if the model fails on it.
+        stored = asyncio.ensure_future(services.db(_store_image, services=services, data=data, info=decoded.info))
+        try:
+            answer = await services.predict_image(classifier, decoded.image)
+        finally:
+            image_id = await stored
+        prediction_id = await services.db(_save, event=event, image_id=image_id, answer=answer)
     except TooLargeError as exc:
         log.info("refused oversize file in %s chat %s: %s", event.sender.transport, chat, exc)
         await replier.send(Reply(too_big(limit)))

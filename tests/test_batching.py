@@ -12,17 +12,27 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from sqlalchemy import select
+
 from bearbot.backbone import weights_sha256
-from bearbot.imaging import open_image
+from bearbot.imaging import open_image, sha256_hex
 from bearbot.inference import TorchClassifier, build_v0
 from bearbot.prediction import Prediction
+from bearbot.settings import load_settings
 from bot.batching import MicroBatcher
+from core.conversation import Conversation
+from core.events import ImageEvent, Sender
+from core.services import make_services
+from core.texts import OOPS
+from storage.models import Image as StoredImage
+from storage.models import Origin, PredictionRecord
 from tests.bot_harness import (
     CachingLoader,
     RunningBot,
     bear,
     loader,  # noqa: F401 - pytest fixture
 )
+from tests.core_harness import Recorder, place
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LABELS = ("grizzly", "black", "teddy")
@@ -123,3 +133,40 @@ def test_the_bot_answers_a_burst_in_fewer_forward_passes_than_photos(
     assert all(a.text.startswith("🐻") for a in answers)
     assert sum(size * n for size, n in batches.items()) == len(users)
     assert sum(batches.values()) < len(users)
+
+
+class _FailsOnPhotos:
+    """A model that warms up but fails on every photo it is given."""
+
+    labels = LABELS
+    version_id = 1
+
+    def predict(self, data: bytes) -> Prediction:
+        return Prediction("teddy", 1.0, dict.fromkeys(LABELS, 1 / 3), is_bear=True, model_version=1)
+
+    def predict_images(self, images: Sequence[Image.Image]) -> list[Prediction]:
+        raise RuntimeError("the model broke")
+
+
+def test_a_photo_is_stored_while_the_model_runs_so_a_model_failure_loses_nothing(tmp_path: Path) -> None:
+    """The image is written and committed beside the forward pass (off the answer's path), never
+    after the answer: a photo the model fails on is kept, and no prediction claims it."""
+    settings = load_settings(data_dir=tmp_path / "var")
+    core = Conversation(make_services(settings, loader=lambda _version: _FailsOnPhotos()))
+    out = Recorder()
+
+    async def scenario() -> None:
+        await core.start()
+        try:
+            await core.handle(ImageEvent.of_bytes(Sender("telegram", 2001, "Alice"), place(2001), bear("grizzly")), out)
+        finally:
+            await core.stop()
+
+    asyncio.run(scenario())
+    assert out.texts == [OOPS]
+    with core.services.storage.session() as session:
+        images = list(session.scalars(select(StoredImage)))
+        assert [(i.sha256, i.origin) for i in images] == [(sha256_hex(bear("grizzly")), Origin.UPLOAD)]
+        assert (settings.images_dir / images[0].path).read_bytes() == bear("grizzly")
+        assert list(session.scalars(select(PredictionRecord))) == []
+    core.services.storage.close()
