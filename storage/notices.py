@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Correction, CorrectionStatus, PredictionRecord, User, utcnow
@@ -22,24 +23,31 @@ class LearnedNotice:
     said: str | None  # what the model had answered
     version_id: int
     photo_sent_at: datetime
+    transport: str  # where chat_id is: the answer's transport, else the user's
 
 
-def claim_learned_notices(session: Session, *, limit: int = 50) -> list[LearnedNotice]:
+def claim_learned_notices(
+    session: Session, *, limit: int = 50, transports: Collection[str] | None = None
+) -> list[LearnedNotice]:
     """Corrections a promoted model learned whose user has not been told yet; each claimed atomically.
 
     The conditional UPDATE (``learned_notice_at IS NULL``) lets only one replica win each row.
     Users who opted out are claimed too but get no notice, so turning notices back on later
-    does not replay old ones.
+    does not replay old ones. ``transports``: claim only notices this process can deliver (those
+    whose answer, else whose user, is on one of them), leaving the rest to a process that serves it.
     """
+    unsent = [
+        Correction.learned_version_id.is_not(None),
+        Correction.learned_notice_at.is_(None),
+        Correction.status == CorrectionStatus.ACCEPTED,
+    ]
+    if transports is not None:
+        unsent.append(func.coalesce(PredictionRecord.transport, User.transport).in_(list(transports)))
     rows = session.execute(
         select(Correction, User, PredictionRecord)
         .join(User, User.id == Correction.user_id)
         .outerjoin(PredictionRecord, PredictionRecord.id == Correction.prediction_id)
-        .where(
-            Correction.learned_version_id.is_not(None),
-            Correction.learned_notice_at.is_(None),
-            Correction.status == CorrectionStatus.ACCEPTED,
-        )
+        .where(*unsent)
         .order_by(Correction.id)
         .limit(limit)
     ).all()
@@ -63,6 +71,7 @@ def claim_learned_notices(session: Session, *, limit: int = 50) -> list[LearnedN
                 said=prediction.label if prediction is not None else None,
                 version_id=correction.learned_version_id,
                 photo_sent_at=prediction.created_at if prediction is not None else correction.created_at,
+                transport=prediction.transport if prediction is not None else user.transport,
             )
         )
     session.flush()

@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 from bearbot.settings import Settings, load_settings, settings_to_env
 from storage import model_versions, runs
 from storage.models import PredictionRecord, TrainingRun
-from storage.store import open_storage
+from storage.store import Storage, open_storage
 from tests.bot_harness import ADMIN, ALICE, BOB, FIXTURES, FakeBotApi, bear
 from tests.test_postgres import pg_url  # noqa: F401 - the throwaway PostgreSQL server fixture
 
@@ -130,3 +130,34 @@ def test_two_bots_and_two_workers_share_limits_runs_and_notifications(tmp_path: 
             assert int(run.worker.split(":")[1]) in {w.pid for w in workers}
             assert s.scalar(select(func.count()).select_from(TrainingRun)) == 1
             assert s.scalar(select(func.count()).select_from(TrainingRun).where(TrainingRun.status.in_(runs.ACTIVE))) == 0
+
+
+def test_a_replica_claims_only_the_learned_notices_it_can_deliver(storage: Storage) -> None:
+    """A Telegram-only process leaves a Discord user's "now part of vN" to a process that serves Discord."""
+    from bearbot.prediction import Prediction
+    from storage import predictions
+    from storage.models import Correction, CorrectionStatus, Origin
+    from storage.notices import claim_learned_notices
+    from storage.users import upsert_user
+    from tests.helpers import image_bytes
+
+    answer = Prediction(label="grizzly", confidence=0.9, probabilities={"grizzly": 0.9, "black": 0.1},
+                        is_bear=True, model_version=None)
+    with storage.session() as s:
+        version = model_versions.create_version(s, artifact_path=None, sha256="a" * 64, arch="x", labels=["black", "grizzly"],
+                                                metrics={}, activate=True)
+        for n, transport in enumerate(("telegram", "discord")):
+            user = upsert_user(s, external_id=500 + n, display_name=transport, is_admin=False, transport=transport)
+            image, _ = storage.images.put(s, data=image_bytes((40 * n, 90, 30)), origin=Origin.UPLOAD)
+            pred = predictions.record_prediction(s, image_id=image.id, user_id=user.id, chat_id=900 + n, message_id=n,
+                                                 answer=answer, transport=transport)
+            s.add(Correction(image_id=image.id, user_id=user.id, label="black", prediction_id=pred.id,
+                             status=CorrectionStatus.ACCEPTED, learned_version_id=version.id))
+    with storage.session() as s:
+        telegram = claim_learned_notices(s, transports={"telegram"})
+    with storage.session() as s:
+        discord = claim_learned_notices(s, transports={"discord"})
+        again = claim_learned_notices(s)  # nothing is left for anyone
+    assert [(n.transport, n.chat_id) for n in telegram] == [("telegram", 900)]
+    assert [(n.transport, n.chat_id) for n in discord] == [("discord", 901)]
+    assert again == []
