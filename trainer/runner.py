@@ -24,13 +24,6 @@ from trainer.lease import holding
 log = logging.getLogger(__name__)
 
 
-def load_serving(storage: Storage, settings: Settings):  # noqa: ANN201 - TorchClassifier, lazily imported
-    """The model serving now, as the bot loads it (:func:`trainer.pipeline.load_serving`)."""
-    from trainer.pipeline import load_serving as load
-
-    return load(storage, settings)
-
-
 def execute_run(storage: Storage, *, run_id: int) -> TrainingRun:
     """Execute a run this process has claimed (status ``running``) and record its outcome."""
     settings = storage.settings
