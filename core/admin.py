@@ -127,7 +127,7 @@ async def pending(services: Services, event: AdminEvent, replier: Replier) -> No
         return
     required = services.settings.corrections_to_accept
     shown = f"{len(items)} of {total}" if total > len(items) else str(total)
-    await replier.send(_private(f"Pending corrections: {shown} (accepted automatically when {required} people agree)."))
+    await replier.send(_private(f"Pending corrections: {shown} (accepted automatically when {required} trusted people agree)."))
     for item in items:
         caption = (
             f"#{item.correction_id}: {item.by} says {item.label}"

@@ -12,7 +12,6 @@ from core.identity import upsert
 from core.replies import DeliveryError, Outbox, Replier, Reply
 from core.services import Services
 from storage.notices import LearnedNotice, claim_learned_notices, set_notify_learned
-from storage.predictions import correction_transports
 from storage.store import Storage
 
 log = logging.getLogger(__name__)
@@ -30,25 +29,22 @@ def notice_text(notice: LearnedNotice) -> str:
     )
 
 
-def _claim(session: Session) -> list[tuple[LearnedNotice, str]]:
-    """Claim the unsent notices, each with the transport its user corrected on."""
-    notices = claim_learned_notices(session)
-    where = correction_transports(session, [n.correction_id for n in notices])
-    return [(n, where.get(n.correction_id, "telegram")) for n in notices]
-
-
 async def announce_learned(storage: Storage, outboxes: Mapping[str, Outbox]) -> int:
-    """Send every unclaimed "your correction is learned" notice; returns how many went out."""
+    """Send every unclaimed "your correction is learned" notice this process can deliver; returns how many went.
+
+    Only the notices of users on ``outboxes``' transports are claimed: the others wait for a process
+    that serves theirs.
+    """
     sent = 0
-    for notice, transport in await storage.in_thread(_claim):
-        outbox = outboxes.get(transport)
+    for notice in await storage.in_thread(claim_learned_notices, transports=frozenset(outboxes)):
         try:
-            if outbox is None:  # claimed by a process that does not serve that transport
-                raise DeliveryError(f"no {transport} transport in this process")
-            await outbox.to_chat(notice.chat_id, Reply(notice_text(notice)), reply_to=notice.reply_to)
+            await outboxes[notice.transport].to_chat(notice.chat_id, Reply(notice_text(notice)), reply_to=notice.reply_to)
             sent += 1
         except DeliveryError as exc:  # the user blocked the bot, the chat is gone…: told once means tried once
-            log.info("could not tell %s chat %s that correction #%s was learned: %s", transport, notice.chat_id, notice.correction_id, exc)
+            log.info(
+                "could not tell %s chat %s that correction #%s was learned: %s",
+                notice.transport, notice.chat_id, notice.correction_id, exc,
+            )
     return sent
 
 

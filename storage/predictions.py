@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bearbot.prediction import Prediction
-from storage.models import Correction, CorrectionStatus, PredictionRecord, User
+from storage.models import Correction, CorrectionStatus, PredictionRecord
 
 
 def record_prediction(
@@ -76,17 +75,6 @@ def latest_answer(session: Session, *, transport: str, chat_id: int, user_id: in
         .order_by(PredictionRecord.id.desc())
         .limit(1)
     )
-
-
-def correction_transports(session: Session, correction_ids: Sequence[int]) -> dict[int, str]:
-    """Which transport each correction was made on (its answer's chat, else its user's account)."""
-    rows = session.execute(
-        select(Correction.id, PredictionRecord.transport, User.transport)
-        .join(User, User.id == Correction.user_id)
-        .outerjoin(PredictionRecord, PredictionRecord.id == Correction.prediction_id)
-        .where(Correction.id.in_(correction_ids))
-    ).all()
-    return {cid: by_chat or by_user for cid, by_chat, by_user in rows}
 
 
 def count_predictions(session: Session) -> int:
