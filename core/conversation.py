@@ -43,7 +43,7 @@ Handler = Callable[[Services, CommandEvent, Replier], Awaitable[None]]
 
 async def _help(services: Services, event: CommandEvent, replier: Replier) -> None:
     """What the bot does; admins also see their commands. Never touches threads or the DB."""
-    await replier.send(Reply(help_text(services.serving.labels, is_admin=event.sender.is_admin)))
+    await replier.send(Reply(help_text(services.serving.labels, is_admin=event.sender.is_admin, transport=event.sender.transport)))
 
 
 async def _labels(services: Services, event: CommandEvent, replier: Replier) -> None:

@@ -21,6 +21,7 @@ from core.texts import (
     FOREIGN_BUTTON,
     correction_text,
     echo,
+    no_prediction,
     parse_feedback,
     prediction_id_of,
     prediction_text,
@@ -34,7 +35,6 @@ from storage.predictions import find_for_message, get_prediction
 from storage.trust import TrustRule
 
 log = logging.getLogger(__name__)
-NO_PREDICTION = "I have no prediction for that message. Reply to one of my answers with /correct <label>."
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ async def correct_command(services: Services, event: CommandEvent, replier: Repl
     labels = services.serving.labels
     target = event.target
     if target is None or not event.args:
-        await replier.send(Reply(usage_correct(labels)))
+        await replier.send(Reply(usage_correct(labels, event.sender.transport)))
         return
     try:
         label = check_answer(" ".join(event.args), labels)
@@ -131,7 +131,7 @@ async def correct_command(services: Services, event: CommandEvent, replier: Repl
         prediction_id=target.prediction_id if target.prediction_id is not None else prediction_id_of(target.button_ids),
     )
     result = await services.db(_record, services=services, sender=event.sender, label=label, claim=claim)
-    await replier.send(Reply(result.text if result.text is not None else NO_PREDICTION))
+    await replier.send(Reply(result.text if result.text is not None else no_prediction(event.sender.transport)))
 
 
 async def feedback_button(services: Services, event: ButtonEvent, replier: Replier) -> None:

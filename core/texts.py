@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from bearbot.labels import NOT_BEAR
 from core.replies import Button, Buttons
@@ -110,12 +111,47 @@ def correction_text(
     return f"{head}\n{tail}"
 
 
-def usage_correct(labels: Sequence[str]) -> str:
+@dataclass(frozen=True)
+class HowToCorrect:
+    """How a user names the answer a correction is about, in a transport's own words."""
+
+    command: str  # the command, with {label}
+    on_answer: str  # how to aim it at my answer: "{how} <command>"
+    note: str = ""  # after the command
+    menu: str = ""  # another way, if the transport has one
+
+
+# Discord's slash commands cannot reply to a message: /correct takes the user's last photo in the
+# channel, or a message link (bot/discord), and a context menu corrects any answer.
+HOW_TO_CORRECT = {
+    "telegram": HowToCorrect("/correct {label}", "reply to my answer (or to your photo) with"),
+    "discord": HowToCorrect(
+        "/correct label:{label}", "use", " (it corrects your last photo here; add message:<link> for another)",
+        " You can also right-click my answer → Apps → Correct bear…",
+    ),
+}
+
+
+def how_to_correct(transport: str) -> HowToCorrect:
+    """The transport's way (Telegram's for those without their own, e.g. the console)."""
+    return HOW_TO_CORRECT.get(transport, HOW_TO_CORRECT["telegram"])
+
+
+def usage_correct(labels: Sequence[str], transport: str = "telegram") -> str:
+    how = how_to_correct(transport)
     return (
-        "To correct me, reply to my answer (or to your photo) with /correct <label>, "
-        f"e.g. /correct {labels[0]}, or /correct none if there is no bear.\n"
-        f"Labels: {', '.join(labels)}, {NOT_BEAR_HINT}."
+        f"To correct me, {how.on_answer} {how.command.format(label='<label>')}{how.note}, "
+        f"e.g. {how.command.format(label=labels[0])}, or {how.command.format(label='none')} if there is no bear."
+        f"{how.menu}\nLabels: {', '.join(labels)}, {NOT_BEAR_HINT}."
     )
+
+
+def no_prediction(transport: str = "telegram") -> str:
+    """A /correct whose target is no answer of mine."""
+    how = how_to_correct(transport)
+    if how is HOW_TO_CORRECT["telegram"]:
+        return "I have no prediction for that message. Reply to one of my answers with /correct <label>."
+    return f"I have no prediction for that message. To correct me, {how.on_answer} {how.command.format(label='<label>')}{how.note}.{how.menu}"
 
 
 def slow_down(what: str, per_minute: int, wait: float) -> str:
@@ -135,15 +171,21 @@ def unknown_label(label: str, labels: Sequence[str]) -> str:
     return f"I don't know the label “{echo(label)}”. Valid labels: {', '.join(labels)}, {NOT_BEAR_HINT}."
 
 
-def help_text(labels: Sequence[str], *, is_admin: bool) -> str:
+def help_text(labels: Sequence[str], *, is_admin: bool, transport: str = "telegram") -> str:
     """/help and /start: what the bot does and which commands exist."""
+    how = how_to_correct(transport)
+    if how is HOW_TO_CORRECT["telegram"]:  # Telegram's (and the console's) wording
+        correct, none = "reply to it with /correct <label>.", "reply /correct none"
+    else:
+        correct = f"{how.on_answer} {how.command.format(label='<label>')}{how.note}.{how.menu}"
+        none = how.command.format(label="none")
     text = (
         "Send me a photo of a bear and I'll tell you which kind it is: "
         f"{', '.join(labels)}.\n"
         "Photos, albums and image files (JPEG, PNG, WebP, GIF) all work.\n\n"
-        "If I'm wrong, tap the right label under my answer, or reply to it with /correct <label>. "
+        f"If I'm wrong, tap the right label under my answer, or {correct} "
         "Your corrections teach me.\n"
-        "Not a bear at all (your cat, your dog, you)? Tap 🚫 not a bear, or reply /correct none "
+        f"Not a bear at all (your cat, your dog, you)? Tap 🚫 not a bear, or {none} "
         "(notbear and not-a-bear work too).\n\n"
         "When a new model has learned your correction, I tell you once; /notify off (or /quiet) stops that, "
         "/notify on turns it back on.\n\n"

@@ -177,3 +177,13 @@ async def test_learned_notice_goes_to_the_chat_of_the_correction(tmp_path: Path,
         [(chat_id, notice, reply_to)] = discord.chats
         assert (chat_id, reply_to) == (777, where.message_id) and "part of model v1" in notice.text
         assert not telegram.chats
+
+
+async def test_discord_users_are_told_discord_ways_to_correct(tmp_path: Path, loader: CachingLoader) -> None:  # noqa: F811
+    async with started_core(tmp_path / "var", loader) as core:
+        discord, telegram = Recorder(), Recorder()
+        for out, sender in ((discord, ALICE_ON_DISCORD), (telegram, ALICE)):
+            await core.handle(CommandEvent(sender, place(2001), "help"), out)
+            await core.handle(CommandEvent(sender, place(2001), "correct", ("teddy",)), out)
+        assert all("/correct label:<label>" in text and "reply" not in text for text in discord.texts)
+        assert all("/correct <label>" in text and "label:" not in text for text in telegram.texts)
