@@ -70,7 +70,7 @@ class ExportJob:
     def command(self) -> list[str]:
         """``python -m bearbot.export_child JOB``: rebuild, export, verify, cache."""
         job = {"artifact_path": self.artifact_path, "sha256": self.sha256, "arch": self.arch,
-               "labels": list(self.labels), "models_dir": str(self.models_dir)}
+               "labels": list(self.labels), "models_dir": str(self.models_dir), "parent": os.getpid()}
         return [sys.executable, "-m", "bearbot.export_child", json.dumps(job)]
 
 

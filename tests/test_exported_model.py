@@ -329,3 +329,22 @@ def test_a_background_first_load_that_finds_nothing_tells_the_admins_and_fails_p
     finally:
         storage.close()
     assert len(told) == 1 and "No model could be loaded at start" in told[0] and "the weights are gone" in told[0]
+
+
+def test_an_export_child_ends_with_the_bot_that_started_it(tmp_path: Path) -> None:
+    """A bot stopped mid-export leaves no exporter behind (it would hold a core for half a minute)."""
+    job = {"artifact_path": None, "sha256": weights_sha256(), "arch": "efficientnet_lite0", "labels": list(LABELS),
+           "models_dir": str(tmp_path / "models")}
+    starter = (
+        "import json, os, subprocess, sys, time;"
+        f"job = {{**{job!r}, 'parent': os.getpid()}};"
+        "child = subprocess.Popen([sys.executable, '-m', 'bearbot.export_child', json.dumps(job)]);"
+        "print(child.pid, flush=True); time.sleep(1.5)"  # then exits while the child still imports torch
+    )
+    out = subprocess.run([sys.executable, "-c", starter], capture_output=True, text=True, timeout=60, check=True)
+    status = Path(f"/proc/{int(out.stdout.split()[0])}/status")
+    deadline = time.monotonic() + 30
+    while status.exists() and "\tZ" not in status.read_text().split("State:")[1][:4] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not status.exists() or "\tZ" in status.read_text().split("State:")[1][:4]  # gone (or a reaped-later zombie)
+    assert not (tmp_path / "models" / "compiled").exists()
