@@ -29,6 +29,15 @@ def test_run_discord_without_a_token_says_what_to_set() -> None:
     assert [line for line in result.output.splitlines() if line.strip()] == [NO_TOKEN]
 
 
+def test_run_discord_with_a_rejected_token_fails_in_one_line(tmp_path: Path) -> None:
+    with FakeDiscord() as fake, pointed_at(fake):
+        env = {"DISCORD_BOT_TOKEN": "not-the-token", "BEARBOT_DATA_DIR": str(tmp_path / "var")}
+        result = CliRunner().invoke(app, ["run", "--transport", "discord"], env=env)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("error: Discord rejected DISCORD_BOT_TOKEN")
+    assert "not-the-token" not in result.output
+
+
 def test_both_transports_share_one_core(tmp_path: Path) -> None:
     telegram, discord_api = FakeBotApi(), FakeDiscord().start()
     settings = load_settings(
