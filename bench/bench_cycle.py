@@ -109,9 +109,9 @@ def main() -> None:
         if run.status is RunStatus.FAILED:
             sys.exit(f"run failed: {run.error}")
         m = run.metrics
-        print(f"device {m['train']['config']['device']}  images train {run.n_train} valid {run.n_valid} golden {run.n_golden}")
+        print(f"device {m['config']['device']}  images train {run.n_train} valid {run.n_valid} golden {run.n_golden}")
         print(f"import            {t_import:7.1f} s")
-        print(f"training run      {t_run:7.1f} s  (train {m['train']['train_seconds']} s; status {run.status.value})")
+        print(f"training run      {t_run:7.1f} s  (features {m['feature_seconds']} s; status {run.status.value})")
         print(f"golden error      candidate {m['candidate_error']:.2%}  serving {m['current_error']:.2%}")
         with store.session() as s:
             versions = model_versions.list_versions(s)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bearbot.atomic import atomic_path
 from bearbot.backbone import state_dict_sha256
 from bearbot.model_def import BearNet
 from trainer.head_fit import extract_features
@@ -73,11 +74,8 @@ class FeatureCache:
             return None
 
     def put(self, sha256: str, value: np.ndarray) -> None:
-        path = self._file(sha256)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, value.astype(np.float32), allow_pickle=False)
-        tmp.replace(path)
+        with atomic_path(self._file(sha256)) as tmp, open(tmp, "wb") as fh:  # a handle: np.save adds no suffix
+            np.save(fh, value.astype(np.float32), allow_pickle=False)
 
 
 def feature_table(
