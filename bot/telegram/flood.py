@@ -1,12 +1,9 @@
-"""Flood control, both ways.
-
-Outgoing: python-telegram-bot's ``AIORateLimiter`` keeps the bot under Telegram's limits (30
+"""Flood control, outgoing: python-telegram-bot's ``AIORateLimiter`` keeps the bot under Telegram's limits (30
 messages a second overall, 20 a minute per group) before it is told off. Its own retry on a 429
 (``RetryAfter``) pauses every request of every chat, so this subclass retries by itself and pauses
 only the chat the 429 was about: one flooded chat never delays another user's answer.
 
-Incoming chatter: replies to stickers, plain text and unknown commands cost a message each, so
-they are limited per user too (:func:`throttled`); past the limit the bot stays silent.
+(Incoming chatter — replies to stickers, text, unknown commands — is limited per user by the core.)
 """
 
 from __future__ import annotations
@@ -14,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dtm
-import functools
 import logging
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from telegram import Update
 from telegram.error import RetryAfter
-from telegram.ext import AIORateLimiter, ContextTypes
+from telegram.ext import AIORateLimiter
 from telegram.warnings import PTBDeprecationWarning
 
 log = logging.getLogger(__name__)
@@ -88,22 +83,3 @@ class PerChatRateLimiter(AIORateLimiter):
                 else:
                     await asyncio.sleep(wait)
         raise AssertionError("unreachable")
-
-
-Handler = Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]
-
-
-def throttled(callback: Handler) -> Handler:
-    """Answer at most ``chatter_per_minute`` such messages per user a minute; drop the rest silently."""
-
-    @functools.wraps(callback)
-    async def handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        from bot.services import get_services
-
-        user = update.effective_user
-        if user is not None and await get_services(context).limits.chatter.hit(user.id):
-            log.debug("chatter from user %s over the limit: not answered", user.id)
-            return
-        await callback(update, context)
-
-    return handler
