@@ -1,4 +1,4 @@
-"""Admin commands: /retrain, /stats, /model, /rollback, /pending and its review buttons.
+"""Admin commands: /retrain, /stats, /model, /rollback, /pending and its review buttons, /mute and /unmute.
 
 Their output is ``private`` (only the admin who asked sees it, where the transport can do that).
 """
@@ -7,22 +7,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from core.events import ButtonEvent, CommandEvent
+from core.events import ButtonEvent, CommandEvent, Target
 from core.identity import upsert
 from core.learning import request_retrain
 from core.plots import plot_replies
 from core.replies import Buttons, Replier, Reply
 from core.services import Services
 from core.stats import model_text, serving_plots, stats_text
-from core.texts import NOT_ADMIN, parse_review, review_buttons
-from storage import corrections, model_versions
-from storage.models import CorrectionStatus, Image, Trigger, User
+from core.texts import (
+    NOT_ADMIN,
+    mute_text,
+    parse_review,
+    prediction_id_of,
+    review_buttons,
+    usage_mute,
+)
+from storage import corrections, model_versions, trust
+from storage.models import CorrectionStatus, Image, Role, Trigger, User
+from storage.predictions import find_for_message, get_prediction
+from storage.users import get_user
 
 log = logging.getLogger(__name__)
 PENDING_SHOWN = 10
@@ -161,6 +171,59 @@ async def review_button(services: Services, event: AdminEvent, replier: Replier)
     await replier.edit(f"#{correction_id}: {row.label} — {verdict} by {event.sender.name}", keep_buttons=False)
 
 
+# A user named by id: 123456789, or a Discord mention <@123456789> / <@!123456789>.
+USER_REF_RE = re.compile(r"<@!?(?P<mention>\d+)>|(?P<id>\d+)")
+
+
+def _author(session: Session, *, transport: str, chat_id: int, target: Target) -> User | None:
+    """Whose photo (or my answer to it) ``target`` is: from its buttons' prediction id, else by the message."""
+    prediction_id = target.prediction_id if target.prediction_id is not None else prediction_id_of(target.button_ids)
+    pred = get_prediction(session, prediction_id=prediction_id) if prediction_id is not None else None
+    if (pred is None or pred.transport != transport or pred.chat_id != chat_id) and target.message_id is not None:
+        pred = find_for_message(session, transport=transport, chat_id=chat_id, message_id=target.message_id)
+    return session.get(User, pred.user_id) if pred is not None and pred.user_id is not None else None
+
+
+def _set_muted(session: Session, *, event: CommandEvent, muted: bool) -> str:
+    """Find the user the command names (an id argument, else the message it replies to) and (un)mute them."""
+    transport, command = event.sender.transport, "mute" if muted else "unmute"
+    if event.args:
+        match = USER_REF_RE.fullmatch(event.args[0].strip())
+        if match is None:
+            return usage_mute(command, transport)
+        external_id = int(match["mention"] or match["id"])
+        user = get_user(session, transport=transport, external_id=external_id)
+        if user is None:
+            return f"I have never heard from {transport} user {external_id}, so they have no corrections to mute."
+    elif event.target is not None:
+        user = _author(session, transport=transport, chat_id=event.place.chat_id, target=event.target)
+        if user is None:
+            return "That message is no photo of anyone's I answered, so I can't tell whose it is. " + usage_mute(command, transport)
+    else:
+        return usage_mute(command, transport)
+    if user.role == Role.ADMIN:
+        return f"{user.display_name} is an admin: admins' corrections always count. Remove them from the admins first."
+    record = trust.mute(session, user_id=user.id, by=upsert(session, event.sender), muted=muted)
+    log.info("%s %s user %s (%s) by %s", "muted" if muted else "unmuted", transport, user.external_id, user.id, event.sender.id)
+    return mute_text(
+        name=user.display_name, transport=transport, external_id=user.external_id, muted=muted,
+        made=record.made, right=record.right, wrong=record.wrong,
+    )
+
+
+async def mute(services: Services, event: AdminEvent, replier: Replier) -> None:
+    """/mute <user> (or replying to their photo or my answer to it): their corrections stop counting."""
+    assert isinstance(event, CommandEvent)
+    await replier.send(_private(await services.db(_set_muted, event=event, muted=True)))
+
+
+async def unmute(services: Services, event: AdminEvent, replier: Replier) -> None:
+    """/unmute <user>: their corrections count again (as far as their record earns trust)."""
+    assert isinstance(event, CommandEvent)
+    await replier.send(_private(await services.db(_set_muted, event=event, muted=False)))
+
+
 COMMANDS: dict[str, AdminHandler] = {
     "retrain": retrain, "stats": stats, "model": model, "rollback": rollback, "pending": pending,
+    "mute": mute, "unmute": unmute,
 }

@@ -195,9 +195,30 @@ def help_text(labels: Sequence[str], *, is_admin: bool, transport: str = "telegr
         text += (
             "\n\nAdmin:\n/retrain — queue a training run now\n/stats — usage and accuracy\n"
             "/model — the serving model\n/rollback — go back to the previous model\n"
-            "/pending — review pending corrections"
+            "/pending — review pending corrections\n"
+            "/mute <user> — their corrections stop counting (/unmute undoes it)"
         )
     return text
+
+
+def usage_mute(command: str, transport: str = "telegram") -> str:
+    """How to name the user of a /mute or /unmute."""
+    if transport == "discord":
+        return f"Name the user: /{command} user:@someone."
+    return f"Name the user: reply to their photo (or my answer to it) with /{command}, or /{command} <their user id>."
+
+
+def mute_text(*, name: str, transport: str, external_id: int, muted: bool, made: int, right: int, wrong: int) -> str:
+    """The admin's confirmation of a /mute or /unmute, with what it does and the user's record."""
+    who = f"{name} ({transport} user {external_id})"
+    record = f"Their record: {made} correction{'' if made == 1 else 's'}, {right} turned out right, {wrong} wrong."
+    if not muted:
+        return f"🔊 Unmuted {who}: their corrections count again once their record earns trust.\n{record}"
+    return (
+        f"🔇 Muted {who}. Their corrections no longer count: they don't help accept a label and don't "
+        "count toward a retrain (an admin can still approve one in /pending). They are not told, and can "
+        f"still send photos.\n{record}\n/unmute {external_id} undoes it."
+    )
 
 
 NOT_ADMIN = "Sorry, that command is for the bot's admins."

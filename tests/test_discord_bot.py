@@ -249,3 +249,24 @@ def test_unasked_messages_reach_the_admins(
     with running(fake, tmp_path / "b", loader, people, discord_admin_channel_id=int(fake.channel_id)) as bot:
         bot.call(lambda: bot.conversation.tell_admins("⚠️ again"))
         assert fake.wait_for(lambda s: s.text == "⚠️ again").message["channel_id"] == fake.channel_id  # type: ignore[index]
+
+
+def test_an_admin_mutes_a_user_whose_agreement_then_does_not_count(
+    fake: FakeDiscord, bot: DiscordBot, people: dict[str, Any]
+) -> None:
+    alice, bob = people["alice"], people["bob"]
+    fake.answer(fake.dm(bob, files=photo("black")))  # Bob is known to the bot
+    refused = fake.response(fake.slash(bob, "mute", {"user": alice["id"]}))
+    assert refused.ephemeral and refused.text == NOT_ADMIN
+    muted = fake.response(fake.slash(people["ada"], "mute", {"user": bob["id"]}))
+    assert muted.ephemeral and muted.text.startswith(f"🔇 Muted bob (discord user {bob['id']})")
+    answer = fake.answer(fake.say(alice, files=photo("grizzly")))
+    row = answered(bot, 2)[1]
+    link = f"https://discord.com/channels/{fake.guild_id}/{fake.channel_id}/{answer.message['id']}"  # type: ignore[index]
+    for who in (alice, bob):
+        reply = fake.response(fake.slash(who, "correct", {"label": "teddy", "message": link}))
+    assert reply.text.startswith("Recorded: teddy") and "(1 so far)" in reply.text  # Bob's agreement is not counted
+    statuses = bot.db(lambda s: [c.status.value for c in s.scalars(select(Correction).where(Correction.prediction_id == row.id))])
+    assert statuses == ["pending", "pending"]
+    command = next(c for c in fake.commands["global"] if c["name"] == "mute")
+    assert [(o["name"], o["type"]) for o in command["options"]] == [("user", 6)]  # Discord's user picker

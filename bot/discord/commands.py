@@ -1,5 +1,5 @@
 """The application commands: /bear, /correct, the "Correct bear…" message menu, /help, /labels,
-/notify, and the admin commands (answered ephemerally: only the admin sees them)."""
+/notify, and the admin commands, /mute and /unmute among them (answered ephemerally: only the admin sees them)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ ADMIN = {
     "rollback": "Admin: go back to the previous model",
     "pending": "Admin: review pending corrections",
 }
+MUTE = {
+    "mute": "Admin: this user's corrections stop counting",
+    "unmute": "Admin: this user's corrections count again",
+}
 NOT_A_LINK = "That is not a message link or id: use “Copy Message Link” on my answer, or leave it out."
 NO_ANSWER_HERE = (
     "I have not answered a photo of yours in this channel yet. Send one, or name my answer: "
@@ -41,6 +45,18 @@ def _simple(client: BearClient, name: str) -> Any:
         await interaction.response.defer(ephemeral=True, thinking=True)
         place = await client.command_place(interaction, retrain=name == "retrain")
         event = CommandEvent(sender_of(interaction.user, client.settings), place, name)
+        await client.handle(event, InteractionReplier(interaction, ephemeral=True))
+
+    return callback
+
+
+def _muting(client: BearClient, name: str) -> Any:
+    """/mute or /unmute with a user option; the core checks the admin and answers ephemerally."""
+
+    @app_commands.describe(user="Whose corrections (a @mention; the user picker)")
+    async def callback(interaction: discord.Interaction, user: discord.User) -> None:
+        place = place_of(interaction.channel_id or 0, None, guild=interaction.guild)
+        event = CommandEvent(sender_of(interaction.user, client.settings), place, name, (str(user.id),))
         await client.handle(event, InteractionReplier(interaction, ephemeral=True))
 
     return callback
@@ -113,6 +129,9 @@ def add_commands(tree: app_commands.CommandTree[Any], client: BearClient, labels
         place = place_of(interaction.channel_id or 0, None, guild=interaction.guild)
         event = CommandEvent(sender_of(interaction.user, client.settings), place, "notify", (state,))
         await client.handle(event, InteractionReplier(interaction, ephemeral=True))
+
+    for name, description in MUTE.items():
+        tree.add_command(app_commands.Command(name=name, description=description, callback=_muting(client, name)))
 
     for name, description in {**PUBLIC, **ADMIN}.items():
         tree.add_command(

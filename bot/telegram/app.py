@@ -45,6 +45,8 @@ ADMIN_COMMANDS = PUBLIC_COMMANDS + [
     BotCommand("model", "the serving model"),
     BotCommand("rollback", "go back to the previous model"),
     BotCommand("pending", "review pending corrections"),
+    BotCommand("mute", "reply to their photo, or /mute <user id>: their corrections stop counting"),
+    BotCommand("unmute", "/unmute <user id>: their corrections count again"),
 ]
 
 
