@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 import yaml
 
+from bearbot.cli.bot_cmds import TRANSPORT_VAR
 from bearbot.settings import Settings, env_name
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "deploy"
 SETTINGS = {env_name(field) for field in Settings.model_fields}
+CLI_VARIABLES = {TRANSPORT_VAR}  # read by `bearbot run` itself, not settings
 
 
 def _compose() -> dict[str, Any]:
@@ -49,7 +51,7 @@ def test_compose_runs_postgres_migrations_one_bot_and_one_worker_on_one_data_vol
         env = service["environment"]
         assert env["BEARBOT_DATA_DIR"] == "/data"
         assert env["BEARBOT_DATABASE_URL"].startswith("postgresql+psycopg://bearbot:") and "@db:5432/bearbot" in env["BEARBOT_DATABASE_URL"]
-        assert set(k for k in env if k.startswith(("BEARBOT_", "TELEGRAM_"))) <= SETTINGS  # no misspelt setting
+        assert set(k for k in env if k.startswith(("BEARBOT_", "TELEGRAM_"))) <= SETTINGS | CLI_VARIABLES  # no misspelt setting
         assert service["env_file"] == [{"path": ".env", "required": False}]
     for name in ("bot", "worker"):
         assert services[name]["depends_on"] == {"migrate": {"condition": "service_completed_successfully"}}
@@ -123,3 +125,44 @@ def test_systemd_units_verify(tmp_path: Path, unit: str, command: str) -> None:
     (tmp_path / unit).write_text(text.replace("/opt/bearbot/.venv/bin/bearbot", str(local)))
     proc = subprocess.run([analyze, "verify", str(tmp_path / unit)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+
+
+def test_discord_is_deployable_and_the_transport_comes_from_the_env() -> None:
+    compose, example = _compose(), (ROOT / ".env.example").read_text()
+    assert compose["services"]["bot"]["environment"]["BEARBOT_TRANSPORT"] == "${BEARBOT_TRANSPORT:-telegram}"
+    documented = dict(re.findall(r"^(\w+)=(.*)$", example, flags=re.M))
+    assert documented["BEARBOT_TRANSPORT"] == "telegram" and "DISCORD_BOT_TOKEN" in documented
+    unit = (ROOT / "deploy" / "bearbot.service").read_text()
+    assert "BEARBOT_TRANSPORT=discord" in unit and "DISCORD_BOT_TOKEN" in unit
+
+
+@pytest.mark.parametrize("where", ["environment", "env file", "both, the flag winning"])
+def test_bearbot_run_reads_the_transport_from_the_environment_or_the_env_file(tmp_path: Path, where: str) -> None:
+    """Asked for Discord without DISCORD_BOT_TOKEN, ``bearbot run`` stops before any network call, saying so."""
+    from typer.testing import CliRunner
+
+    from bearbot.cli import app
+    from bot.discord.serve import NO_TOKEN
+
+    env_file = tmp_path / "bearbot.env"
+    env_file.write_text(f"BEARBOT_DATA_DIR={tmp_path / 'var'}\n" + ("BEARBOT_TRANSPORT=discord\n" if where == "env file" else ""))
+    env = {"BEARBOT_ENV_FILE": str(env_file), "TELEGRAM_BOT_TOKEN": "", "DISCORD_BOT_TOKEN": ""}
+    args = ["run"]
+    if where == "environment":
+        env["BEARBOT_TRANSPORT"] = "discord"
+    elif where.startswith("both"):
+        env["BEARBOT_TRANSPORT"], args = "telegram", ["run", "--transport", "discord"]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 2 and NO_TOKEN in result.output
+
+
+def test_bearbot_run_refuses_an_unknown_transport_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bearbot.cli import app
+
+    env_file = tmp_path / "bearbot.env"
+    env_file.write_text(f"BEARBOT_DATA_DIR={tmp_path / 'var'}\nBEARBOT_TRANSPORT=irc\n")
+    result = CliRunner().invoke(app, ["run"], env={"BEARBOT_ENV_FILE": str(env_file), "BEARBOT_TRANSPORT": ""})
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == f"error: BEARBOT_TRANSPORT='irc' in {env_file}: expected telegram, discord or both"

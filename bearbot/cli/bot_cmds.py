@@ -9,9 +9,10 @@ import warnings
 from enum import Enum
 
 import typer
+from dotenv import dotenv_values
 
 from bearbot.cli.common import cli_options, fail, settings_or_exit
-from bearbot.settings import Settings
+from bearbot.settings import Settings, find_env_file
 
 NO_TOKEN = (
     "TELEGRAM_BOT_TOKEN is not set: put the token from @BotFather in .env or the environment, "
@@ -35,17 +36,37 @@ class Transport(str, Enum):
     both = "both"
 
 
+# Not a setting (the transport picks which settings matter), but read like one: from the environment
+# (typer's envvar), else from the env file, so compose's and systemd's env files can choose it.
+TRANSPORT_VAR = "BEARBOT_TRANSPORT"
+
+
+def chosen_transport(given: Transport | None) -> Transport:
+    """``--transport`` or ``$BEARBOT_TRANSPORT`` (``given``), else BEARBOT_TRANSPORT in the env file, else telegram."""
+    if given is not None:
+        return given
+    env_file = find_env_file(cli_options().env_file)
+    value = (dotenv_values(env_file).get(TRANSPORT_VAR) if env_file else None) or Transport.telegram.value
+    try:
+        return Transport(value.strip().lower())
+    except ValueError:
+        raise fail(f"{TRANSPORT_VAR}={value!r} in {env_file}: expected telegram, discord or both", 2) from None
+
+
 def run_cmd(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging and full tracebacks on errors."),
-    transport: Transport = typer.Option(
-        Transport.telegram, "--transport", "-t",
-        help="telegram, discord (DISCORD_BOT_TOKEN), or both in one process sharing the database and the model.",
+    given: Transport | None = typer.Option(
+        None, "--transport", "-t", envvar=TRANSPORT_VAR, show_default="telegram",
+        help="telegram, discord (DISCORD_BOT_TOKEN), or both in one process sharing the database and the model "
+        "(else BEARBOT_TRANSPORT from the environment or the env file).",
     ),
 ) -> None:
     """Start the bot (Telegram: long polling, or webhook mode when BEARBOT_WEBHOOK_URL is set; Discord: the gateway)."""
     verbose = verbose or cli_options().verbose
     settings = settings_or_exit()
-    if transport != Transport.telegram and settings.discord_bot_token is None:
+    transport = chosen_transport(given)
+    # An empty DISCORD_BOT_TOKEN= (as .env.example has it) is no token either.
+    if transport != Transport.telegram and not (settings.discord_bot_token and settings.discord_bot_token.get_secret_value()):
         from bot.discord.serve import NO_TOKEN as NO_DISCORD_TOKEN
 
         typer.echo(NO_DISCORD_TOKEN, err=True)
