@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from core.services import Services
 from storage import model_versions
 from tests.core_harness import FIXTURES, CachingLoader, bear, loader, not_bear  # noqa: F401 - re-exported for the bot tests
 from tests.fake_bot_api import FakeBotApi, Sent
+from tests.loop_thread import LoopThread
 
 ADMIN = {"id": 1001, "is_bot": False, "first_name": "Ada", "username": "ada"}
 ALICE = {"id": 2001, "is_bot": False, "first_name": "Alice", "username": "alice"}
@@ -24,7 +24,7 @@ BOB = {"id": 2002, "is_bot": False, "first_name": "Bob", "username": "bob"}
 GROUP = {"id": -100, "type": "group", "title": "bear spotters"}
 
 
-class RunningBot:
+class RunningBot(LoopThread):
     """The bot, its fake Bot API server and its settings; use as a context manager."""
 
     def __init__(
@@ -36,6 +36,7 @@ class RunningBot:
         poll_timeout: int = 1,
         **overrides: Any,
     ) -> None:
+        super().__init__()
         self.api = FakeBotApi()
         self.data_dir = data_dir
         self.loader = loader
@@ -44,63 +45,30 @@ class RunningBot:
         self.overrides = {"admin_ids": frozenset({ADMIN["id"]}), **overrides}
         self.settings: Settings | None = None
         self.services: Services | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
 
     def __enter__(self) -> RunningBot:
         url = self.api.start()
         self.settings = load_settings(
             data_dir=self.data_dir, telegram_api_url=url, telegram_bot_token=self.api.token, **self.overrides
         )
-        self._thread = threading.Thread(target=self._run, name="bot", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(120):
-            raise TimeoutError("bot did not start")
-        if self._error is not None:
-            raise self._error
+        self.start_loop()
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(60)
+        self.stop_loop()
         self.api.stop()
-        if self._error is not None:
-            raise self._error
+        self.raise_error()
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - surfaced in the test thread
-            self._error = exc
-            self._ready.set()
-
-    async def _main(self) -> None:
+    async def serve(self, ready: Callable[[], None], stop: asyncio.Event) -> None:
         assert self.settings is not None
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
         loader = self.loader.for_settings(self.settings) if self.loader else None  # noqa: F811 - not the fixture
         app = build_application(self.settings, loader=loader, learning=self.learning)
         self.services = get_services(app)
         async with running(app, poll_timeout=self.poll_timeout):
-            self._ready.set()
-            await self._stop.wait()
+            ready()
+            await stop.wait()
 
     # --- helpers for tests ------------------------------------------------------------------
-    def call(self, fn: Callable[..., Any]) -> Any:
-        """Run a coroutine function on the bot's loop and wait for its result."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(fn(), self._loop).result(60)
-
-    def db(self, fn: Callable[[Session], Any]) -> Any:
-        assert self.services is not None
-        with self.services.storage.session() as session:
-            return fn(session)
-
     def send(self, user: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return self.api.send_user_message(user, **kwargs)
 
