@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bearbot", "bot", "core", "storage", "trainer")
-# Telegram-specific code outside bot/telegram/: `bearbot run`'s one-line start-up errors (lazy import).
+# Transport-specific code outside its adapter: `bearbot run`'s one-line start-up errors (lazy imports).
 TELEGRAM_ELSEWHERE = {"bearbot/cli/bot_cmds.py"}
+DISCORD_ELSEWHERE = {"bearbot/cli/bot_cmds.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -41,3 +43,44 @@ def test_only_the_telegram_adapter_imports_telegram() -> None:
     assert importers - TELEGRAM_ELSEWHERE <= {name for name in importers if name.startswith("bot/telegram/")}
     assert any(name.startswith("bot/telegram/") for name in importers)
 
+
+
+def test_only_the_discord_adapter_imports_discord() -> None:
+    importers = {name for name, imports in _modules().items() if "discord" in imports}
+    assert importers - DISCORD_ELSEWHERE <= {name for name in importers if name.startswith("bot/discord/")}
+    assert any(name.startswith("bot/discord/") for name in importers)
+
+
+def test_the_command_line_imports_transports_lazily() -> None:
+    """``bearbot chat``, ``train`` … start without loading python-telegram-bot or discord.py."""
+    for name in TELEGRAM_ELSEWHERE | DISCORD_ELSEWHERE:
+        tree = ast.parse((ROOT / name).read_text())
+        top = {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+        top |= {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        assert not top & {"telegram", "discord"}, name
+
+
+def _uses_job_queue(path: Path) -> bool:
+    """Whether ``path`` imports JobQueue or reads a ``.job_queue`` (turning it off, ``.job_queue(None)``, is fine)."""
+    tree = ast.parse(path.read_text())
+    off = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call) and [ast.dump(a) for a in n.args] == [ast.dump(ast.Constant(None))]}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and any(a.name == "JobQueue" for a in node.names):
+            return True
+        if isinstance(node, ast.Attribute) and node.attr == "job_queue" and id(node) not in off:
+            return True
+    return False
+
+
+def test_no_job_queue_telegram_runs_no_scheduler_of_its_own(tmp_path: Path) -> None:
+    """The core schedules every job itself (APScheduler), so python-telegram-bot's JobQueue is neither
+    used nor installed for it (no ``job-queue`` extra) nor started (``.job_queue(None)``)."""
+    from bearbot.settings import load_settings
+    from bot.telegram.app import build_application
+
+    assert {name for name in _modules() if _uses_job_queue(ROOT / name)} == set()
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    [ptb] = [d for d in dependencies if d.startswith("python-telegram-bot")]
+    assert "job-queue" not in ptb and any(d.startswith("APScheduler>=") for d in dependencies)  # the core's own
+    settings = load_settings(data_dir=tmp_path / "var", telegram_bot_token="1:x")
+    assert build_application(settings).job_queue is None

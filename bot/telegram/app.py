@@ -104,6 +104,8 @@ def build_application(
         .base_file_url(f"{api}/file/bot")
         .concurrent_updates(settings.concurrent_updates)
         .rate_limiter(PerChatRateLimiter())
+        # The core runs its own scheduler (model polls, the learning loop): no second one from PTB.
+        .job_queue(None)
         # Answers quote the message they answer, in private chats too (albums, /correct targets),
         # and are still sent when the user deleted that message meanwhile.
         .defaults(Defaults(do_quote=True, allow_sending_without_reply=True))
