@@ -48,22 +48,31 @@ def test_broken_artifact_keeps_the_old_model_and_tells_admins(bot: RunningBot, p
 
 
 @pytest.mark.slow
-def test_200_predictions_across_a_swap_all_succeed(bot: RunningBot) -> None:
+def test_predictions_running_across_a_swap_all_succeed(bot: RunningBot) -> None:
     images = [bear(label, n) for label in ("grizzly", "black", "teddy") for n in (1, 2, 3, 4)]
     services = bot.services
 
     async def hammer() -> tuple[list[int | None], float]:
-        async def one(i: int) -> int | None:
-            await asyncio.sleep(i * 0.002)
-            answer = await services.predict(services.serving.current, images[i % len(images)])
-            return answer.model_version
+        swapped = asyncio.Event()
+        versions: list[int | None] = []
 
-        tasks = [asyncio.create_task(one(i)) for i in range(200)]
+        async def client(k: int) -> None:
+            # Predicts from before the swap until 10 answers after it, however long the swap takes
+            # (on a loaded machine the new version's export alone outlasts any fixed burst).
+            i, after = k, 0
+            while after < 10:
+                answer = await services.predict(services.serving.current, images[i % len(images)])
+                versions.append(answer.model_version)
+                i, after = i + 4, after + swapped.is_set()
+
+        clients = [asyncio.create_task(client(k)) for k in range(4)]
         await asyncio.sleep(0.1)
         await asyncio.to_thread(new_version, bot)
         result = await services.serving.refresh()
-        return list(await asyncio.gather(*tasks)), result.pause_ms
+        swapped.set()
+        await asyncio.gather(*clients)
+        return versions, result.pause_ms
 
     versions, pause_ms = bot.call(hammer)
-    assert len(versions) == 200 and set(versions) <= {1, 2} and versions[0] == 1 and versions[-1] == 2
+    assert len(versions) >= 40 and set(versions) == {1, 2} and versions[0] == 1 and versions[-1] == 2
     assert pause_ms < 5.0
