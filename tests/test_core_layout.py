@@ -6,6 +6,8 @@ import ast
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bearbot", "bot", "core", "storage", "trainer")
 # Transport-specific code outside its adapter: `bearbot run`'s one-line start-up errors (lazy imports).
@@ -83,4 +85,6 @@ def test_no_job_queue_telegram_runs_no_scheduler_of_its_own(tmp_path: Path) -> N
     [ptb] = [d for d in dependencies if d.startswith("python-telegram-bot")]
     assert "job-queue" not in ptb and any(d.startswith("APScheduler>=") for d in dependencies)  # the core's own
     settings = load_settings(data_dir=tmp_path / "var", telegram_bot_token="1:x")
-    assert build_application(settings).job_queue is None
+    application = build_application(settings)
+    with pytest.warns(UserWarning, match="No `JobQueue` set up"):  # what PTB says when one reads it
+        assert application.job_queue is None

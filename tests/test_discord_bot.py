@@ -220,7 +220,7 @@ def test_commands_go_to_one_test_server_when_asked(
     with running(fake, tmp_path / "var", loader, people, discord_guild_id=int(fake.guild_id)):
         names = {c["name"] for c in fake.commands[fake.guild_id]}
     assert "global" not in fake.commands
-    assert {"bear", "correct", "Correct bear…", "retrain", "stats", "model", "rollback", "pending"} <= names
+    assert {"bear", "correct", "Correct bear…", "retrain", "stats", "model", "rollback", "pending", "mute", "unmute"} <= names
 
 
 def test_pending_corrections_are_reviewed_with_buttons(fake: FakeDiscord, bot: DiscordBot, people: dict[str, Any]) -> None:
