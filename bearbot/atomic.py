@@ -31,7 +31,7 @@ def atomic_path(dest: Path, *, prefix: str = ".tmp-") -> Iterator[Path]:
         raise
 
 
-def write_atomic(dest: Path, data: bytes) -> None:
+def write_atomic(dest: Path, data: bytes, *, prefix: str = ".tmp-") -> None:
     """Write ``data`` to ``dest`` through :func:`atomic_path`."""
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest, prefix=prefix) as tmp:
         tmp.write_bytes(data)

@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bearbot.atomic import write_atomic
 from bearbot.model_def import BearNet
 
 log = logging.getLogger(__name__)
@@ -197,14 +198,7 @@ def write_cache(cache_dir: Path, key: str, data: bytes, artifact_sha256: str) ->
     meta = {"format": CACHE_FORMAT, "key": key, "artifact_sha256": artifact_sha256,
             "hmac_sha256": _tag(secret, key, data)}
     for path, payload in ((onnx_path, data), (meta_path, json.dumps(meta, indent=1).encode())):
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".onnx-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(payload)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, payload, prefix=".onnx-")  # prune_cache knows these temp names
 
 
 def load_cached(

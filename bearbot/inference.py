@@ -3,7 +3,7 @@ the model, without ``learn.predict``'s per-item DataLoader overhead.
 
 Thread-safe: the model is in eval mode and every call runs under ``torch.inference_mode``, which
 only reads the weights, so worker threads can share one :class:`TorchClassifier`.
-No storage imports here: callers pass a model version's fields (see :func:`load_version`).
+No storage imports here: callers pass a model version's fields (see :func:`load_for_settings`).
 """
 
 from __future__ import annotations
@@ -43,11 +43,10 @@ from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image
 from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, build_zero_shot
 from bearbot.prediction import Prediction
 from bearbot.preprocess import center_crop_resize, to_batch
-from bearbot.settings import Settings
+from bearbot.settings import DEFAULT_BEAR_THRESHOLD, Settings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BEAR_THRESHOLD = 0.88  # = Settings.bear_threshold default; measured by bench/not_bear.py
 EXPORT_TIMEOUT_S = 900.0  # a background export child taking longer is stopped (it takes ~20 s on 2 busy cores)
 # Settings the export child must not see: it gets its whole job on the command line.
 _WITHHELD_PREFIXES = ("TELEGRAM_", "BEARBOT_", "DISCORD_", "POSTGRES_")
@@ -431,7 +430,7 @@ def compiled_dir(models_dir: Path | None) -> Path | None:
 
 
 class VersionFields(Protocol):
-    """What :func:`load_version` reads from a model version (a ``storage.models.ModelVersion`` fits)."""
+    """What :func:`load_for_settings` reads from a model version (a ``storage.models.ModelVersion`` fits)."""
 
     id: int
     artifact_path: str | None
@@ -440,35 +439,13 @@ class VersionFields(Protocol):
     labels: list[str]
 
 
-def load_version(
-    version: VersionFields,
-    *,
-    models_dir: Path | None,
-    bear_threshold: float,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    optimize: bool = True,
-    defer_export: bool = False,
-) -> TorchClassifier:
-    """:func:`load_classifier` for a model-version row (read its fields inside the DB session)."""
-    return load_classifier(
-        artifact_path=version.artifact_path,
-        sha256=version.sha256,
-        arch=version.arch,
-        labels=version.labels,
-        version_id=version.id,
-        bear_threshold=bear_threshold,
-        models_dir=models_dir,
-        max_pixels=max_pixels,
-        optimize=optimize,
-        defer_export=defer_export,
-    )
-
-
 def load_for_settings(
     version: VersionFields, settings: Settings, *, optimize: bool = True, defer_export: bool = False
 ) -> TorchClassifier:
-    """:func:`load_version` with the serving settings (models dir, bear threshold, pixel limit)."""
-    return load_version(
-        version, models_dir=settings.models_dir, bear_threshold=settings.bear_threshold,
+    """:func:`load_classifier` for a model-version row (its fields read inside the DB session) with the
+    serving settings (models dir, bear threshold, pixel limit)."""
+    return load_classifier(
+        artifact_path=version.artifact_path, sha256=version.sha256, arch=version.arch, labels=version.labels,
+        version_id=version.id, bear_threshold=settings.bear_threshold, models_dir=settings.models_dir,
         max_pixels=settings.max_image_pixels, optimize=optimize, defer_export=defer_export,
     )

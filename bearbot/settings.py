@@ -128,6 +128,12 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    @field_validator("telegram_bot_token", "discord_bot_token", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        """``DISCORD_BOT_TOKEN=`` as .env.example ships it means no token, not an empty one."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("admin_ids", "discord_admin_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
@@ -136,7 +142,7 @@ class Settings(BaseSettings):
             try:
                 return frozenset(int(p) for p in parts)
             except ValueError:
-                raise ValueError("expected comma-separated numeric Telegram user ids, e.g. 12345,67890") from None
+                raise ValueError("expected comma-separated numeric user ids, e.g. 12345,67890") from None
         return value
 
     @field_validator("labels", mode="before")

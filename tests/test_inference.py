@@ -14,8 +14,9 @@ from PIL import Image
 from bearbot.artifact import ArtifactError, publish, read_verified, sha256_file
 from bearbot.backbone import weights_sha256
 from bearbot.imaging import ImageError, decode
-from bearbot.inference import TorchClassifier, load_classifier, load_version
+from bearbot.inference import TorchClassifier, load_classifier, load_for_settings
 from bearbot.preprocess import center_crop_resize
+from bearbot.settings import load_settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LABELS = ("grizzly", "black", "teddy")
@@ -51,7 +52,7 @@ def test_v0_refuses_other_backbone_weights() -> None:
         load_classifier(artifact_path=None, sha256="0" * 64, arch="efficientnet_lite0", labels=LABELS, version_id=1)
 
 
-def test_load_version_reads_row_fields() -> None:
+def test_load_for_settings_reads_row_fields(tmp_path: Path) -> None:
     class Row:
         id = 3
         artifact_path = None
@@ -59,7 +60,7 @@ def test_load_version_reads_row_fields() -> None:
         arch = "efficientnet_lite0"
         labels = list(LABELS)
 
-    clf = load_version(Row(), models_dir=None, bear_threshold=0.2)
+    clf = load_for_settings(Row(), load_settings(data_dir=tmp_path, bear_threshold=0.2))
     assert clf.version_id == 3 and clf.bear_threshold == 0.2
 
 

@@ -63,3 +63,10 @@ def test_cli_bad_setting_exits_with_one_line(monkeypatch: pytest.MonkeyPatch) ->
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "BEARBOT_ADMIN_IDS" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_blank_tokens_are_no_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "")  # as .env.example ships it
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "  ")
+    settings = load_settings(data_dir=tmp_path)
+    assert settings.discord_bot_token is None and settings.telegram_bot_token is None
