@@ -151,9 +151,9 @@ class ModelHolder:
         logged and told to the admins instead of raised; photos get errors until a version loads.
         """
         if self._bootstrap is not None:
-            await asyncio.to_thread(self._in_session, self._bootstrap)
+            await self._storage.in_thread(self._bootstrap)
         if not wait:
-            active = await asyncio.to_thread(self._in_session, model_versions.get_active)
+            active = await self._storage.in_thread(model_versions.get_active)
             if active is not None:
                 stand_in = Loading(active)
                 self._current = stand_in
@@ -181,11 +181,11 @@ class ModelHolder:
 
     async def _fall_back(self, error: str) -> None:
         """Serve the first loadable version of the broken active one's rollback chain (then v0)."""
-        broken = await asyncio.to_thread(self._in_session, model_versions.get_active)
+        broken = await self._storage.in_thread(model_versions.get_active)
         if broken is None:
             return
-        chain = await asyncio.to_thread(
-            self._in_session, lambda s: model_versions.fallback_chain(s, start_id=broken.id)
+        chain = await self._storage.in_thread(
+            lambda s: model_versions.fallback_chain(s, start_id=broken.id)
         )
         for candidate in chain:
             try:
@@ -195,8 +195,7 @@ class ModelHolder:
                 continue
             reason = f"could not be loaded at start: {error}"
             try:
-                active = await asyncio.to_thread(
-                    self._in_session,
+                active = await self._storage.in_thread(
                     lambda s, c=candidate: model_versions.fall_back(s, broken_id=broken.id, reason=reason, target_id=c.id),
                 )
             except model_versions.ActivationConflict:  # another replica fell back (or someone activated) first
@@ -216,7 +215,7 @@ class ModelHolder:
     async def refresh(self) -> SwapResult:
         """Load and swap in the active version if it differs from the serving one."""
         async with self._lock:
-            active = await asyncio.to_thread(self._in_session, model_versions.get_active)
+            active = await self._storage.in_thread(model_versions.get_active)
             previous = self._version.id if self._version else None
             if active is None:
                 return SwapResult(False, previous, previous, error="no active model version")
@@ -276,10 +275,6 @@ class ModelHolder:
                 await asyncio.gather(task, return_exceptions=True)
 
     # --- internals --------------------------------------------------------------------------
-    def _in_session(self, fn: Callable[[Session], T]) -> T:
-        with self._storage.session() as session:
-            return fn(session)
-
     def _load_and_warm(self, version: ModelVersion) -> Classifier:
         classifier = self._loader(version)
         # A loader may leave the ONNX export to us (load_classifier(defer_export=True)). On a swap the old
@@ -298,8 +293,8 @@ class ModelHolder:
     async def _record(self, version_id: int, error: str | None) -> None:
         """Note on the version's row whether it loads (best effort: serving matters more)."""
         try:
-            await asyncio.to_thread(
-                self._in_session, lambda s: model_versions.record_load(s, version_id=version_id, error=error)
+            await self._storage.in_thread(
+                lambda s: model_versions.record_load(s, version_id=version_id, error=error)
             )
         except Exception:  # noqa: BLE001
             log.warning("could not record the load outcome of model v%s", version_id, exc_info=True)
