@@ -254,7 +254,7 @@ class ModelHolder:
             return SwapResult(True, active.id, previous, pause_ms=pause_ms)
 
     async def poll(self, _context: object = None) -> None:
-        """JobQueue callback: start a check of the active version unless one is still running.
+        """Scheduler job: start a check of the active version unless one is still running.
 
         The check runs as its own task so a slow load never keeps the job "running" (APScheduler
         would log every skipped poll meanwhile).
