@@ -17,9 +17,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No developer .env or BEARBOT_* variable leaks into a test; cwd is a temp dir."""
     for name in list(os.environ):
-        if name.startswith(("BEARBOT_", "TELEGRAM_")):
+        if name.startswith(("BEARBOT_", "TELEGRAM_", "DISCORD_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """``pytest.mark.anyio`` tests (the core's) run on asyncio, the loop every transport uses."""
+    return "asyncio"
 
 
 @pytest.fixture

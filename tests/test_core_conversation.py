@@ -37,11 +37,6 @@ from tests.core_harness import (  # noqa: F401 - pytest fixture
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def _answer(core: Conversation, chat_id: int = 2001) -> tuple[int, Reply, int]:
     """Send a grizzly photo; returns (answer message id, the answer, photo message id)."""
     where = place(chat_id)

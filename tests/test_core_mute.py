@@ -28,11 +28,6 @@ CAROL = Sender("telegram", 2003, "@carol")
 GROUP = -100
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def _photo(core: Conversation, sender: Sender) -> tuple[int, tuple[str, ...], int]:
     """``sender`` posts a grizzly in the group; returns (my answer's id, its button ids, the photo's id)."""
     where, out = place(GROUP, private=False), Recorder()
