@@ -305,8 +305,8 @@ def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
             if (run.metrics or {}).get("temperature", {}).get("ece_before") is not None:
                 calibration.append(run.metrics["temperature"])
             gates.append(
-                f"{g.get('fixes', 0)}/{g.get('breaks', 0)} (golden {g.get('golden_fixes', 0)}/{g.get('golden_breaks', 0)})"
-                f" p={g.get('p_value', 1):.2f}"
+                f"{g.get('fixes', 0) - g.get('golden_fixes', 0)}/{g.get('breaks', 0) - g.get('golden_breaks', 0)}"
+                f" p={g.get('p_value', 1):.2f}, golden {g.get('golden_fixes', 0)}/{g.get('golden_breaks', 0)}"
             )
             if args.verbose:
                 for change in g.get("fixed", []) + g.get("broken", []):
@@ -371,7 +371,7 @@ def main() -> None:
     print(f"# {setup}; seeds {seeds[0]}–{seeds[-1]}; corrected {args.fix:.0%} of wrong answers, "
           f"confirmed {args.confirm:.0%} of right ones; {args.cycles} cycle(s)")
     afters = " ".join(f"{'after ' + str(k + 1):>8}" for k in range(args.cycles))
-    print(f"{'seed':>4} {'before':>8} {afters} {'fixes':>5} {'breaks':>6} {'fixed':>5} {'✅':>4} {'status':<20} {'gate fixes/breaks':<30} {'run s':>6}")
+    print(f"{'seed':>4} {'before':>8} {afters} {'fixes':>5} {'breaks':>6} {'fixed':>5} {'✅':>4} {'status':<20} {'gate: users f/b, p; golden f/b':<30} {'run s':>6}")
     results: list[Result] = []
     args.cache.mkdir(parents=True, exist_ok=True)
     for seed in seeds:

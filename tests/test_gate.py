@@ -50,18 +50,30 @@ def test_sign_test_values() -> None:
         (5, 0, 0, 0.05, True),  # p = 1/32
         (6, 2, 0, 0.05, False),  # p = 0.14
         (9, 1, 0, 0.05, True),  # p = 0.011
-        (9, 1, 1, 0.05, False),  # the one break is golden, no golden fix: worse on the golden set
+        (9, 1, 1, 0.05, True),  # users' photos decide; one golden break is no evidence of worse (p = 0.5)
+        (9, 3, 3, 0.2, False),  # but three golden breaks and no golden fix are (p = 0.125)
+        (6, 4, 4, 0.05, True),  # users' photos: 6 fixes, no breaks (p = 1/64); golden 0:4 is p = 1/16 > 0.05
         (2, 1, 0, 1.0, True),  # alpha 1 promotes on any net fix
         (1, 1, 0, 1.0, False),  # but never on a tie
     ],
 )
 def test_decide(fixes: int, breaks: int, golden_breaks: int, alpha: float, promote: bool) -> None:
+    """``fixes`` on users' photos; ``breaks``, the first ``golden_breaks`` of them golden."""
     pairs = [pair("black", "grizzly", "black") for _ in range(fixes)]
     pairs += [pair("grizzly", "grizzly", "black", "golden" if k < golden_breaks else "reviewed") for k in range(breaks)]
     pairs += [pair("teddy", "teddy", "teddy", "golden") for _ in range(20)]
     decision = gate.decide(pairs, alpha=alpha)
     assert decision.promote is promote, decision.reason
     assert len(decision.fixes) == fixes and len(decision.breaks) == breaks
+
+
+def test_golden_decides_when_no_user_reviewed_anything() -> None:
+    """A first import's retrain has no users' photos: the golden split is the evidence."""
+    golden = [pair("black", "grizzly", "black", "golden") for _ in range(5)] + [pair("teddy", "teddy", "teddy", "golden")]
+    decision = gate.decide(golden, alpha=0.05)
+    assert decision.promote and "the golden set" in decision.reason and decision.p_value == pytest.approx(1 / 32)
+    users = [pair("grizzly", "grizzly", "grizzly", "presumed")]  # one uncorrected answer: users' photos decide
+    assert not gate.decide(golden + users, alpha=0.05).promote
 
 
 def test_not_a_bear_counts_both_ways() -> None:
