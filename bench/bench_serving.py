@@ -8,6 +8,8 @@ Rows, for each folder (the first ``--n`` photos, decode included):
 * reply latency through the real bot (python-telegram-bot against the fake Bot API, real SQLite),
   photos one at a time, p50 against the bare model path (goal within 1.3×), and where its time goes,
   seen from the fake Bot API: update → getFile, getFile → file download, download → answer sent;
+  and the three Bot API calls a photo needs (getFile, download, sendMessage) timed alone, with no
+  bot around them: the floor under the reply's overhead;
 * ``/help`` sent behind 20 waiting photos: time to its answer (goal ≤ 0.2 s);
 * a 50-photo burst, micro-batching on vs off: photos per second;
 * large JPEGs (the same photos upscaled to 1280 px, a Telegram photo's size): decode time and answers,
@@ -33,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import torch
 from PIL import Image
 from bench_inference import timed, v0_learner
@@ -157,6 +160,7 @@ def bot_rows(blobs: list[bytes], lean: TorchClassifier, work: Path, args_rounds:
                      f"p50 {p50(latencies):.1f} ms = {ratio:.2f}× bare {bare_p50:.1f} ms", "≤ 1.3× bare"))
         rows.append(("  its stages (p50): update→getFile | getFile→download | download→answer sent",
                      f"{to_get_file:.1f} | {get_file:.1f} | {rest:.1f} ms", "-"))
+        rows.append(protocol_row(bot.api, blobs[0]))
         start = time.monotonic()
         photos = [bot.api.send_user_message(user(100 + i), photo=blobs[i % len(blobs)]) for i in range(20)]
         help_at = bot.reply_at(bot.api.send_user_message(user(99), text="/help")) - start
@@ -182,6 +186,36 @@ def bot_rows(blobs: list[bytes], lean: TorchClassifier, work: Path, args_rounds:
                          f"{rate:.1f} photos/s, {cpu_ms:.0f} CPU-ms/photo; mean batch {mean_batch:.1f}",
                          "on ≥ off"))
     return rows
+
+
+def protocol_row(api: FakeBotApi, photo: bytes, n: int = 40) -> Row:
+    """The Bot API calls a photo's answer needs, alone: python-telegram-bot's ``getFile``, an httpx
+    download of the file and ``sendMessage``, against the same fake server, with no bot around them.
+    What they cost is a floor under the reply's overhead that no bot code can go below."""
+
+    async def calls() -> list[tuple[float, float, float]]:
+        from telegram import Bot
+
+        file_id = api.add_file(photo)
+        times = []
+        async with Bot(api.token, base_url=f"{api.url}/bot", base_file_url=f"{api.url}/file/bot") as bot, \
+                httpx.AsyncClient() as http:
+            for i in range(n + 5):
+                t0 = time.perf_counter()
+                file = await bot.get_file(file_id)
+                t1 = time.perf_counter()
+                (await http.get(str(file.file_path))).raise_for_status()
+                t2 = time.perf_counter()
+                await bot.send_message(1, "x")
+                t3 = time.perf_counter()
+                if i >= 5:  # the first calls open connections
+                    times.append(((t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000))
+        return times
+
+    times = asyncio.run(calls())
+    get_file, download, send = (p50([t[i] for t in times]) for i in range(3))
+    return ("  Bot API calls alone, no bot (p50): getFile | download | sendMessage",
+            f"{get_file:.1f} | {download:.1f} | {send:.1f} ms = {get_file + download + send:.1f} ms", "-")
 
 
 def model_rows(name: str, lean: TorchClassifier, learn: Any, blobs: list[bytes]) -> list[Row]:
