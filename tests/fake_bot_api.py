@@ -83,6 +83,7 @@ class FakeBotApi:
         self.file_limit = 20 * 1024 * 1024  # Telegram's cloud Bot API refuses getFile above this
         self.on_event: Callable[[str, Sent | JSONDict], None] | None = None
         self._failures: dict[str, list[int]] = {}  # method → queued retry_after values (flood tests)
+        self.unreachable: set[int] = set()  # users who never opened a private chat with the bot (403)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -272,6 +273,8 @@ class FakeBotApi:
 
     def _bot_message(self, method: str, params: JSONDict, *, text_key: str, photo: bytes | None = None) -> JSONDict:
         chat_id = int(params["chat_id"])
+        if chat_id in self.unreachable:
+            raise _ApiError(403, "Forbidden: bot can't initiate conversation with a user")
         reply_to = params.get("reply_to_message_id")
         if isinstance(params.get("reply_parameters"), dict):
             reply_to = params["reply_parameters"].get("message_id")

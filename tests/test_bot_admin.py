@@ -53,6 +53,30 @@ def test_stats_and_model(bot: RunningBot) -> None:
     assert "No training: EfficientNet-Lite0 reading ImageNet's own bear classes." in model
 
 
+def test_admin_output_asked_in_a_group_goes_to_the_private_chat(bot: RunningBot) -> None:
+    """/stats in a group: the numbers (and plots) reach the admin's private chat, the group only a note."""
+    from bot.telegram.adapter import SENT_PRIVATELY
+
+    asked = bot.send(ADMIN, chat=GROUP, text="/stats")
+    assert bot.reply(asked).text == SENT_PRIVATELY
+    private = bot.api.wait_for(lambda s: s.chat_id == ADMIN["id"] and "I have answered" in (s.text or ""))[0]
+    assert private.reply_to is None
+    in_group = [s for s in bot.api.sent if s.chat_id == GROUP["id"]]
+    assert [s.text for s in in_group] == [SENT_PRIVATELY]  # once, however many messages went privately
+
+
+def test_admin_without_a_private_chat_is_told_to_open_one(bot: RunningBot) -> None:
+    """Telegram refuses a bot's first private message (403): the group hears how to fix it, not the answer."""
+    from bot.telegram.adapter import OPEN_PRIVATE_CHAT, SENT_PRIVATELY
+
+    bot.api.unreachable.add(ADMIN["id"])
+    assert bot.reply(bot.send(ADMIN, chat=GROUP, text="/model")).text == OPEN_PRIVATE_CHAT
+    assert not [s for s in bot.api.sent if "Serving model" in (s.text or "")]
+    bot.api.unreachable.clear()  # the admin presses Start; asking again works
+    assert bot.reply(bot.send(ADMIN, chat=GROUP, text="/model")).text == SENT_PRIVATELY
+    bot.api.wait_for(lambda s: s.chat_id == ADMIN["id"] and (s.text or "").startswith("Serving model v1"))
+
+
 def test_pending_lists_with_buttons_and_admin_approves(bot: RunningBot) -> None:
     answer = bot.reply(bot.send(ALICE, photo=bear("black", 2)))
     bot.reply(bot.send(ALICE, text="/correct teddy", reply_to=answer.message_id))

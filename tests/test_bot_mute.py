@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from bot.telegram.adapter import SENT_PRIVATELY
 from core.texts import NOT_ADMIN
 from storage.models import Correction, CorrectionStatus
 from tests.bot_harness import ADMIN, ALICE, BOB, GROUP, RunningBot, bear, bot, loader  # noqa: F401 - pytest fixtures
@@ -13,7 +14,9 @@ def test_an_admin_mutes_by_replying_and_the_users_agreement_no_longer_counts(bot
     bobs_photo = bot.send(BOB, chat=GROUP, photo=bear("black"))
     bot.reply(bobs_photo)
     assert bot.reply(bot.send(ALICE, chat=GROUP, text="/mute", reply_to=bobs_photo["message_id"])).text == NOT_ADMIN
-    muted = bot.reply(bot.send(ADMIN, chat=GROUP, text="/mute", reply_to=bobs_photo["message_id"])).text
+    # The group only hears that the answer went to the admin's private chat: Bob is not told.
+    assert bot.reply(bot.send(ADMIN, chat=GROUP, text="/mute", reply_to=bobs_photo["message_id"])).text == SENT_PRIVATELY
+    muted = bot.api.wait_for(lambda s: s.chat_id == ADMIN["id"] and "Muted" in (s.text or ""))[0].text
     assert muted.startswith("🔇 Muted @bob (telegram user 2002)") and "/unmute 2002 undoes it" in muted
     answer = bot.reply(bot.send(ALICE, chat=GROUP, photo=bear("grizzly")))
     bot.reply(bot.send(ALICE, chat=GROUP, text="/correct teddy", reply_to=answer.message_id))

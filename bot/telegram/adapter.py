@@ -8,7 +8,8 @@ from typing import Any
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram import User as TgUser
-from telegram.error import BadRequest, TelegramError
+from telegram.constants import ChatType
+from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import (
     BaseHandler,
     CallbackQueryHandler,
@@ -36,6 +37,12 @@ log = logging.getLogger(__name__)
 
 TRANSPORT = "telegram"
 CONVERSATION_KEY = "conversation"
+# Admin output asked for in a group goes to the admin's private chat; the group only hears this.
+SENT_PRIVATELY = "I've sent you the answer in our private chat."
+OPEN_PRIVATE_CHAT = (
+    "Admin answers go to a private chat, and you haven't opened one with me yet: "
+    "open my profile, press Start, then send the command again."
+)
 
 
 def keyboard(buttons: Buttons) -> InlineKeyboardMarkup | None:
@@ -57,21 +64,46 @@ def place_of(message: Message) -> Place:
 
 
 class TelegramReplier:
-    """Answers one update: replies quote its message; edits and toasts act on its button press."""
+    """Answers one update: replies quote its message; edits and toasts act on its button press.
+    A private reply (admin output) asked for in a group goes to the asker's private chat instead."""
 
     def __init__(self, update: Update) -> None:
         self.update = update
+        self._group_told = False  # the group hears once per update where its admin's answers went
 
     async def send(self, reply: Reply) -> int | None:
         message = self.update.effective_message
         if message is None:  # a button under an inline-mode message: nothing to answer in
             return None
+        user = self.update.effective_user
+        if reply.private and message.chat.type != ChatType.PRIVATE and user is not None:
+            return await self._send_privately(message, user.id, reply)
         markup = keyboard(reply.buttons)
         if reply.picture is not None:
             sent = await message.reply_photo(photo=reply.picture, caption=reply.text, reply_markup=markup)
         else:
             sent = await message.reply_text(reply.text, reply_markup=markup)
         return sent.message_id
+
+    async def _send_privately(self, message: Message, user_id: int, reply: Reply) -> int | None:
+        """Send ``reply`` to the user's private chat; the group gets one short note, never the content."""
+        bot, markup = message.get_bot(), keyboard(reply.buttons)
+        try:
+            if reply.picture is not None:
+                sent = await bot.send_photo(chat_id=user_id, photo=reply.picture, caption=reply.text, reply_markup=markup)
+            else:
+                sent = await bot.send_message(chat_id=user_id, text=reply.text, reply_markup=markup)
+        except Forbidden as exc:  # the user never pressed Start in a private chat with the bot
+            log.info("admin %s asked in chat %s but has no private chat with the bot: %s", user_id, message.chat_id, exc)
+            await self._tell_group(message, OPEN_PRIVATE_CHAT)
+            return None
+        await self._tell_group(message, SENT_PRIVATELY)
+        return sent.message_id
+
+    async def _tell_group(self, message: Message, text: str) -> None:
+        if not self._group_told:
+            self._group_told = True
+            await message.reply_text(text)
 
     async def edit(self, text: str, *, keep_buttons: bool) -> None:
         query = self.update.callback_query
