@@ -8,9 +8,10 @@ v0 by default, wrapped in a fastai Learner for ``learn.predict``; or an exported
 
 ``--compare-runtimes`` instead times the candidates for running the model on the CPU, on the same
 preprocessed photos (288 px, batch 1 and batch 8): eager torch, the TorchScript trace this project used
-before (deprecated), ``torch.export`` + AOTInductor, and ONNX Runtime: the one-off cost of building each
-(trace, compile or export), of loading the built form again, per-image p50, and the largest output
-difference from eager torch.
+before (deprecated), ``torch.export`` + AOTInductor, ONNX Runtime, and ONNX Runtime on an int8 graph
+(static QDQ quantisation calibrated on ``tests/fixtures/bears``): the one-off cost of building each
+(trace, compile or export), of loading the built form again, per-image p50, the largest output
+difference from eager torch, and on how many photos the answer (label, bear or not) changes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from bearbot.artifact import sha256_file
 from bearbot.imaging import open_image
 from bearbot.inference import TorchClassifier, build_v0, model_from_learner_file
+from bearbot.settings import DEFAULT_BEAR_THRESHOLD
 from trainer.data import folder_items, make_dataloaders
 
 
@@ -66,7 +68,32 @@ def report(name: str, latencies: list[float], total: float) -> float:
     return rate
 
 
-def compare_runtimes(model: Any, batch: torch.Tensor, out_dir: Path) -> None:
+def answers_of(logits: torch.Tensor, bear: torch.Tensor, threshold: float) -> list[tuple[int, bool]]:
+    """Per image: the label index and whether it counts as a bear, as the bot would answer."""
+    return list(zip(logits.argmax(-1).tolist(), (bear >= threshold).tolist(), strict=True))
+
+
+def quantize_int8(onnx_path: Path, out: Path, calibration: torch.Tensor) -> Path:
+    """ONNX Runtime static int8 quantisation (QDQ, per-channel weights), calibrated on ``calibration``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rows = iter(calibration.split(1))
+
+        def get_next(self) -> dict[str, Any] | None:
+            row = next(self.rows, None)
+            return None if row is None else {"x": row.numpy()}
+
+    pre = out.with_suffix(".pre.onnx")
+    quant_pre_process(str(onnx_path), str(pre), skip_symbolic_shape=True)
+    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out
+
+
+def compare_runtimes(model: Any, batch: torch.Tensor, out_dir: Path, *, calibration: torch.Tensor, threshold: float) -> None:
     """Build, reload and time each CPU runtime on ``batch`` (see the module docstring)."""
     import warnings
 
@@ -75,6 +102,7 @@ def compare_runtimes(model: Any, batch: torch.Tensor, out_dir: Path) -> None:
     wrapped = _ForwardAll(model).eval()
     with torch.inference_mode():
         want = model.forward_all(batch[:8])
+        eager_answers = answers_of(*model.forward_all(batch), threshold)
     rows = []
 
     def measure(name: str, build: Callable[[], Callable[..., Any]], reload: Callable[[], Callable[..., Any]] | None) -> None:
@@ -91,17 +119,19 @@ def compare_runtimes(model: Any, batch: torch.Tensor, out_dir: Path) -> None:
             diff = max(float((a - b).abs().max()) for a, b in zip(want, got, strict=True))
             for _ in range(3):
                 fn(batch[:1])
-            one = []
+            one, outs = [], []
             for i in range(len(batch)):
                 t = time.perf_counter()
-                fn(batch[i : i + 1])
+                outs.append(fn(batch[i : i + 1]))
                 one.append((time.perf_counter() - t) * 1000)
+            got_answers = answers_of(torch.cat([o[0] for o in outs]), torch.cat([o[1] for o in outs]), threshold)
+            changed = sum(a != b for a, b in zip(eager_answers, got_answers, strict=True))
             eight = []
             for _ in range(3):
                 t = time.perf_counter()
                 fn(batch[:8])
                 eight.append((time.perf_counter() - t) * 1000 / 8)
-        rows.append((name, build_s, reload_s, statistics.median(one), statistics.median(eight), diff))
+        rows.append((name, build_s, reload_s, statistics.median(one), statistics.median(eight), diff, changed))
         print(f"  measured {name}", flush=True)
 
     def trace() -> Callable[..., Any]:
@@ -123,11 +153,14 @@ def compare_runtimes(model: Any, batch: torch.Tensor, out_dir: Path) -> None:
     measure("eager torch", lambda: model.forward_all, None)
     measure("TorchScript trace+freeze", trace, None)
     measure("ONNX Runtime", onnx, lambda: OnnxForward((out_dir / "model.onnx").read_bytes()))
+    measure("ONNX Runtime int8 (QDQ)", lambda: OnnxForward(quantize_int8(out_dir / "model.onnx", out_dir / "int8.onnx",
+                                                                       calibration).read_bytes()), None)
     measure("torch.export+AOTInductor", aoti, lambda: torch._inductor.aoti_load_package(str(out_dir / "model.pt2")))
     print(f"{'runtime':<26} {'build (s)':>9} {'reload (s)':>10} {'p50 batch 1 (ms)':>17} "
-          f"{'per image, batch 8 (ms)':>24} {'max |diff| vs eager':>20}")
-    for name, build_s, reload_s, one, eight, diff in rows:
-        print(f"{name:<26} {build_s:>9.1f} {reload_s:>10.2f} {one:>17.1f} {eight:>24.1f} {diff:>20.1e}")
+          f"{'per image, batch 8 (ms)':>24} {'max |diff| vs eager':>20} {'answers changed':>16}")
+    for name, build_s, reload_s, one, eight, diff, changed in rows:
+        print(f"{name:<26} {build_s:>9.1f} {reload_s:>10.2f} {one:>17.1f} {eight:>24.1f} {diff:>20.1e} "
+              f"{changed:>9}/{len(batch)}")
 
 
 def main() -> None:
@@ -136,7 +169,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--artifact", type=Path, help="an exported learner (default: the v0 model)")
-    parser.add_argument("--compare-runtimes", action="store_true", help="time eager, TorchScript, AOTInductor, ONNX Runtime")
+    parser.add_argument("--compare-runtimes", action="store_true", help="time eager, TorchScript, AOTInductor, ONNX Runtime (fp32, int8)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.compare_runtimes:
@@ -148,8 +181,13 @@ def main() -> None:
         paths = [item.path for item in folder_items(args.data)][: args.n]
         images = [center_crop_resize(open_image(p.read_bytes()), model.image_size) for p in paths]
         print(f"{len(images)} photos of {args.data} at {model.image_size} px, {args.threads} threads, v0")
+        # int8 calibrates on the repository's fixture photos, never on the photos it is timed on.
+        fixtures = sorted(Path(__file__).resolve().parent.parent.glob("tests/fixtures/bears/*/*.jpg"))
+        calibration = to_batch([center_crop_resize(open_image(p.read_bytes()), model.image_size) for p in fixtures],
+                               model.mean, model.std)
         with tempfile.TemporaryDirectory() as tmp:
-            compare_runtimes(model, to_batch(images, model.mean, model.std), Path(tmp))
+            compare_runtimes(model, to_batch(images, model.mean, model.std), Path(tmp), calibration=calibration,
+                             threshold=DEFAULT_BEAR_THRESHOLD)
         return
     import fastai.callback.all  # noqa: F401 - Learner.no_bar
 
