@@ -76,3 +76,22 @@ def test_correction_curve_prints_and_plots(stream: Path, tmp_path: Path, capsys:
     out = run_main(correction_curve, argv, capsys)
     assert "| zero-shot, no training | 2 |" in out and "| every wrong answer, all classes | 2 |" in out
     assert png.stat().st_size > 0
+
+
+def test_correction_curve_of_one_confusion_counts_its_cell(stream: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--said``: only black bears called grizzly are corrected, and that cell is a column of its own,
+    never more than the black errors it is part of."""
+    from bench import correction_curve
+
+    argv = ["correction_curve", "--base", str(FIXTURES / "bears"), "--stream", str(stream), "--seeds", "2",
+            "--label", "black", "--said", "grizzly", "--out", str(tmp_path / "cell.png")]
+    out = run_main(correction_curve, argv, capsys)
+    assert "corrections of 'black' called 'grizzly'" in out and "black→grizzly (of them)" in out
+    header = next(line for line in out.splitlines() if line.startswith("| corrections per seed"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    for line in out.splitlines():
+        if line.startswith(("| zero-shot", "| 0 |", "| every wrong")):
+            cells = [c.strip().split(" ")[0] for c in line.strip("|").split("|")]
+            black, cell = int(cells[columns.index("true black errors")]), int(cells[columns.index("black→grizzly (of them)")])
+            assert 0 <= cell <= black
+    assert (tmp_path / "cell.png").stat().st_size > 0
