@@ -25,17 +25,34 @@ def test_admin_retrain_without_dataset_explains_how_to_build_one(bot: RunningBot
     assert bot.db(lambda s: s.scalar(select(func.count(TrainingRun.id)))) == 0
 
 
-def test_admin_retrain_queues_then_joins(bot: RunningBot) -> None:
-    def add_dataset(session: object) -> None:
+def add_dataset(bot: RunningBot) -> None:
+    """Three imported grizzlies (one golden): enough for /retrain to queue a run."""
+
+    def add(session: object) -> None:
         for n, split in ((1, Split.GOLDEN), (2, Split.TRAIN), (3, Split.TRAIN)):
             image, _ = bot.services.storage.images.put(session, data=bear("grizzly", n), origin=Origin.IMPORT)
             session.add(DatasetItem(image_id=image.id, label="grizzly", source="import", split=split))  # type: ignore[attr-defined]
 
-    bot.db(add_dataset)
+    bot.db(add)
+
+
+def test_admin_retrain_queues_then_joins(bot: RunningBot) -> None:
+    add_dataset(bot)
     assert bot.reply(bot.send(ADMIN, text="/retrain")).text.startswith("Queued training run #1")
     assert "already queued" in bot.reply(bot.send(ADMIN, text="/retrain")).text
     run = bot.db(lambda s: s.scalar(select(TrainingRun)))
     assert run.trigger == "admin" and run.requested_chat_id == ADMIN["id"] and run.requested_by is not None
+
+
+def test_retrain_asked_in_a_group_reports_to_the_admin_privately(bot: RunningBot) -> None:
+    """The run's outcome names and shows users' photos: it is addressed to the admin, not the group."""
+    from bot.telegram.adapter import SENT_PRIVATELY
+
+    add_dataset(bot)
+    assert bot.reply(bot.send(ADMIN, chat=GROUP, text="/retrain")).text == SENT_PRIVATELY
+    bot.api.wait_for(lambda s: s.chat_id == ADMIN["id"] and (s.text or "").startswith("Queued training run #1"))
+    run = bot.db(lambda s: s.scalar(select(TrainingRun)))
+    assert run.requested_chat_id == ADMIN["id"]
 
 
 def test_stats_and_model(bot: RunningBot) -> None:

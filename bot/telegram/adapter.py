@@ -162,6 +162,9 @@ def event_of(update: Update, context: ContextTypes.DEFAULT_TYPE, admin_ids: Coll
     where = place_of(message)
     if message.text and message.text.startswith("/"):
         name = message.text.split()[0][1:].split("@")[0].lower()
+        if name == "retrain" and not where.private:
+            # Its outcome names and shows users' photos: it goes to the asker's private chat, as on Discord.
+            where = Place(user.id, None, private=True)
         target = message.reply_to_message
         return CommandEvent(
             sender, where, name, tuple(context.args or message.text.split()[1:]),
