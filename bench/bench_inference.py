@@ -27,7 +27,7 @@ import torch
 
 from bearbot.artifact import sha256_file
 from bearbot.imaging import open_image
-from bearbot.inference import TorchClassifier, build_v0, model_from_learner_file
+from bearbot.inference import TorchClassifier, build_v0, model_from_learner_file, predictions_from
 from bearbot.settings import DEFAULT_BEAR_THRESHOLD
 from trainer.data import folder_items, make_dataloaders
 
@@ -68,9 +68,11 @@ def report(name: str, latencies: list[float], total: float) -> float:
     return rate
 
 
-def answers_of(logits: torch.Tensor, bear: torch.Tensor, threshold: float) -> list[tuple[int, bool]]:
-    """Per image: the label index and whether it counts as a bear, as the bot would answer."""
-    return list(zip(logits.argmax(-1).tolist(), (bear >= threshold).tolist(), strict=True))
+def answers_of(logits: torch.Tensor, bear: torch.Tensor, threshold: float) -> list[tuple[str, bool]]:
+    """Per image: the label and whether it counts as a bear, as the bot answers (:func:`predictions_from`)."""
+    labels = tuple(str(i) for i in range(logits.shape[-1]))
+    return [(p.label, p.is_bear)
+            for p in predictions_from(logits.float().softmax(-1), bear.float(), labels, threshold=threshold, version_id=None)]
 
 
 def quantize_int8(onnx_path: Path, out: Path, calibration: torch.Tensor) -> Path:

@@ -63,6 +63,15 @@ def place_of(message: Message) -> Place:
     return Place(message.chat_id, message.message_id, private=message.chat.type == "private")
 
 
+async def send_to(bot: Bot, chat_id: int, reply: Reply, *, reply_to: int | None = None) -> Message:
+    """Send ``reply`` to a chat: a photo with its caption, or a text; its buttons as an inline keyboard."""
+    markup = keyboard(reply.buttons)
+    if reply.picture is not None:
+        return await bot.send_photo(chat_id=chat_id, photo=reply.picture, caption=reply.text,
+                                    reply_to_message_id=reply_to, reply_markup=markup)
+    return await bot.send_message(chat_id=chat_id, text=reply.text, reply_to_message_id=reply_to, reply_markup=markup)
+
+
 class TelegramReplier:
     """Answers one update: replies quote its message; edits and toasts act on its button press.
     A private reply (admin output) asked for in a group goes to the asker's private chat instead."""
@@ -87,12 +96,8 @@ class TelegramReplier:
 
     async def _send_privately(self, message: Message, user_id: int, reply: Reply) -> int | None:
         """Send ``reply`` to the user's private chat; the group gets one short note, never the content."""
-        bot, markup = message.get_bot(), keyboard(reply.buttons)
         try:
-            if reply.picture is not None:
-                sent = await bot.send_photo(chat_id=user_id, photo=reply.picture, caption=reply.text, reply_markup=markup)
-            else:
-                sent = await bot.send_message(chat_id=user_id, text=reply.text, reply_markup=markup)
+            sent = await send_to(message.get_bot(), user_id, reply)
         except Forbidden as exc:  # the user never pressed Start in a private chat with the bot
             log.info("admin %s asked in chat %s but has no private chat with the bot: %s", user_id, message.chat_id, exc)
             await self._tell_group(message, OPEN_PRIVATE_CHAT)
@@ -133,10 +138,7 @@ class TelegramOutbox:
 
     async def to_chat(self, chat_id: int, reply: Reply, *, reply_to: int | None = None) -> None:
         try:
-            if reply.picture is not None:
-                await self.bot.send_photo(chat_id=chat_id, photo=reply.picture, caption=reply.text, reply_to_message_id=reply_to)
-            else:
-                await self.bot.send_message(chat_id=chat_id, text=reply.text, reply_to_message_id=reply_to, reply_markup=keyboard(reply.buttons))
+            await send_to(self.bot, chat_id, reply, reply_to=reply_to)
         except TelegramError as exc:
             raise DeliveryError(str(exc)) from exc
 
