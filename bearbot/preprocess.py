@@ -27,12 +27,17 @@ def center_crop_resize(img: Image.Image, size: int) -> Image.Image:
 
 
 def to_batch(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Stack same-size RGB images into a normalised float batch (N, 3, H, W)."""
-    arr = np.stack([np.asarray(img, dtype=np.uint8) for img in images])  # N,H,W,C
-    batch = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (batch - mean_t) / std_t
+    """Stack same-size RGB images into a normalised float batch (N, 3, H, W).
+
+    NumPy, not torch: the same float32 operations in the same order (bit-identical results), but
+    no torch thread pool wakes for them, whose threads then compete with the runtime's for the two
+    cores; on one photo at serving size this saved ~1.7 ms of ~18 (``bench/bench_inference.py``).
+    """
+    arr = np.stack([np.asarray(img, dtype=np.uint8) for img in images]).transpose(0, 3, 1, 2).astype(np.float32, order="C")
+    arr /= np.float32(255.0)
+    arr -= np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
+    arr /= np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
+    return torch.from_numpy(arr)
 
 
 def read_item_image(item: object) -> Image.Image:
