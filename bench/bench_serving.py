@@ -3,7 +3,8 @@
 Rows, for each folder (the first ``--n`` photos, decode included):
 
 * lean path (ONNX Runtime, :mod:`bearbot.exported`) vs fastai's ``learn.predict``: p50 and the ratio
-  (goal ≥ 3×), for v0 and, with ``--artifact``, a trained weights artifact (its ``.learner.pkl`` beside it);
+  (goal ≥ 3×), for v0 and, with ``--artifact``, a trained weights artifact (its ``.learner.pkl`` beside it),
+  or with ``--train-artifact`` one made here: v0's head refit on the first folder with the pipeline's recipe;
 * the same label on every photo, new path vs the eager torch model (the old path's numbers);
 * reply latency through the real bot (python-telegram-bot against the fake Bot API, real SQLite),
   photos one at a time, p50 against the bare model path (goal within 1.3×), and where its time goes,
@@ -20,6 +21,7 @@ And once: ``bearbot run`` start to first ``getUpdates`` and to its first answer,
 (goal ≤ 5 s), from ``bench/bench_startup.py``.
 
     python bench/bench_serving.py --data ../shared/data/bears ../shared/data/bears-2019 --n 100
+    python bench/bench_serving.py --n 100 --train-artifact --skip-startup
 """
 
 from __future__ import annotations
@@ -285,12 +287,37 @@ def startup_rows() -> list[Row]:
     ]
 
 
+def train_artifact(folder: Path, out_dir: Path) -> Path:
+    """A trained weights artifact for the "trained" rows: v0's head refit on ``folder``'s photos with the
+    pipeline's recipe (:class:`trainer.train.TrainConfig`), exported as the trainer exports one (its
+    fastai learner beside it). Not gated: these rows time the serving path, not accuracy."""
+    from trainer.export import export_learner
+    from trainer.head_fit import extract_features, fit_head
+    from trainer.train import TrainConfig
+
+    cfg = TrainConfig(batch_size=32, device="cpu")
+    items = folder_items(folder)
+    paths = [item.path for item in items]
+    learn = v0_learner(paths, LABELS)
+    feats = extract_features(learn.model, paths, device="cpu", batch_size=cfg.batch_size,
+                             max_pixels=load_settings().max_image_pixels, flip=cfg.flip)
+    y = torch.tensor([LABELS.index(items[i].label) for i in feats.kept])
+    x = feats.plain
+    if feats.mirrored is not None:  # the recipe fits the mirror images too, same label
+        x, y = torch.cat([x, feats.mirrored]), torch.cat([y, y])
+    head = fit_head(x, y, torch.ones(len(y)), learn.model.head, l2=cfg.head_l2, max_iter=cfg.max_iter)
+    learn.model.head.load_state_dict(head.state_dict())
+    return export_learner(learn, out_dir / "trained.safetensors")[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, nargs="+", default=[Path("../shared/data/bears"), Path("../shared/data/bears-2019")])
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--artifact", type=Path, help="a trained .safetensors artifact (its .learner.pkl beside it)")
+    parser.add_argument("--train-artifact", action="store_true",
+                        help="refit v0's head on the first --data folder (the pipeline's recipe) and time it as --artifact")
     parser.add_argument("--skip-startup", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -306,6 +333,8 @@ def main() -> None:
         v0 = load_classifier(artifact_path=None, sha256=weights_sha256(), arch="efficientnet_lite0", labels=LABELS,
                              version_id=None, models_dir=models)
         trained = None
+        if args.train_artifact:
+            args.artifact = train_artifact(args.data[0], work)
         if args.artifact:
             from bearbot.artifact import learner_companion, load_learner_verified
 
