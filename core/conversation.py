@@ -8,6 +8,7 @@ learned-notices, a model that failed to load).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -39,6 +40,9 @@ from core.texts import (
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Services, CommandEvent, Replier], Awaitable[None]]
+# How long stop() lets jobs in flight finish (a database round trip, a message to admins) before it
+# cancels them; the trainer is a child process and is not waited for.
+JOB_GRACE_SECONDS = 10.0
 
 
 async def _help(services: Services, event: CommandEvent, replier: Replier) -> None:
@@ -66,6 +70,7 @@ class Conversation:
         # The trainer child this process started (None: this process runs no learning loop).
         self.state = learning.LearningState() if learn else None
         self._scheduler: AsyncIOScheduler | None = None
+        self._jobs: set[asyncio.Task[None]] = set()  # scheduled jobs running now
 
     def add_outbox(self, outbox: Outbox) -> None:
         """Where this process sends unasked messages on ``outbox.transport``."""
@@ -150,8 +155,8 @@ class Conversation:
         def every(seconds: float, job: Callable[..., Awaitable[None]], *args: object, first: float, name: str) -> None:
             # A coroutine function with args (not a lambda): APScheduler awaits it on this loop.
             scheduler.add_job(
-                job, "interval", args=args, seconds=seconds, next_run_time=soon + timedelta(seconds=first), name=name,
-                max_instances=1, coalesce=True, misfire_grace_time=None,
+                self._tracked(job), "interval", args=args, seconds=seconds, next_run_time=soon + timedelta(seconds=first),
+                name=name, max_instances=1, coalesce=True, misfire_grace_time=None,
             )
 
         every(settings.model_poll_seconds, services.serving.poll, first=settings.model_poll_seconds, name="model-poll")
@@ -162,15 +167,38 @@ class Conversation:
             if settings.retrain_cron:
                 from apscheduler.triggers.cron import CronTrigger
 
-                scheduler.add_job(learning.scheduled, CronTrigger.from_crontab(settings.retrain_cron), args=[services], name="retrain-cron")
+                scheduler.add_job(self._tracked(learning.scheduled), CronTrigger.from_crontab(settings.retrain_cron),
+                                  args=[services], name="retrain-cron")
             elif settings.retrain_interval_hours > 0:
                 hours = settings.retrain_interval_hours * 3600
                 every(hours, learning.scheduled, services, first=hours, name="retrain-interval")
         scheduler.start()
 
+    def _tracked(self, job: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        """``job``, noting its task while it runs, so :meth:`stop` can let it finish."""
+
+        async def run(*args: object) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._jobs.add(task)
+            try:
+                await job(*args)
+            finally:
+                self._jobs.discard(task)
+
+        return run
+
     async def stop(self) -> None:
-        """Stop the jobs and release the services; a running trainer finishes and records its run."""
+        """Stop the jobs and release the services; a running trainer finishes and records its run.
+
+        No job starts after this is called; one in flight may finish (up to :data:`JOB_GRACE_SECONDS`)
+        before the scheduler cancels it, so a stop does not cut a job off mid-write and log it as
+        failed (APScheduler cancels its asyncio jobs on shutdown).
+        """
         if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.pause()
+            if self._jobs:
+                await asyncio.wait(set(self._jobs), timeout=JOB_GRACE_SECONDS)
             self._scheduler.shutdown(wait=False)
         if self.state is not None:
             self.state.close_logs()

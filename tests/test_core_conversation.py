@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
 
+from bearbot.settings import load_settings
 from core import learning
 from core.conversation import Conversation
 from core.events import ButtonEvent, ChatterEvent, CommandEvent, ImageEvent, Target
 from core.notices import announce_learned
 from core.replies import Reply
+from core.services import make_services
 from core.texts import FOREIGN_BUTTON, NOT_ADMIN, TEXT_HINT, parse_feedback
 from storage.models import (
     Correction,
@@ -182,3 +186,25 @@ async def test_discord_users_are_told_discord_ways_to_correct(tmp_path: Path, lo
             await core.handle(CommandEvent(sender, place(2001), "correct", ("teddy",)), out)
         assert all("/correct label:<label>" in text and "reply" not in text for text in discord.texts)
         assert all("/correct <label>" in text and "label:" not in text for text in telegram.texts)
+
+
+async def test_stop_lets_a_job_in_flight_finish(
+    tmp_path: Path, loader: CachingLoader, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,  # noqa: F811
+) -> None:
+    """A stop while a scheduled job is mid-way lets it finish: APScheduler would cancel it and log a traceback."""
+    started, finished = asyncio.Event(), []
+
+    async def slow_dispatch(*_args: object) -> None:
+        started.set()
+        await asyncio.sleep(0.3)  # a database round trip, a message to admins
+        finished.append(True)
+
+    monkeypatch.setattr(learning, "dispatch", slow_dispatch)
+    settings = load_settings(data_dir=tmp_path / "var")
+    core = Conversation(make_services(settings, loader=loader.for_settings(settings)), learn=True)
+    await core.start()
+    await asyncio.wait_for(started.wait(), 30)
+    with caplog.at_level(logging.ERROR):
+        await core.stop()
+    assert finished == [True]
+    assert not [r for r in caplog.records if "raised an exception" in r.getMessage()]
