@@ -32,19 +32,15 @@ from trainer.train import TrainConfig  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", type=Path, default=lc.SHARED / "bears")
-    parser.add_argument("--stream", type=Path, default=lc.SHARED / "bears-2019")
+    parser = lc.feature_bench_parser(__doc__.split("\n\n")[0], seeds=20)
     parser.add_argument("--label", default="black", help="the true class whose wrong answers users correct")
     parser.add_argument("--said", help="only the confusion --label → this answer is corrected (e.g. grizzly: cinnamon "
                                        "black bears), and its unseen cell is printed and plotted too")
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--confirm", type=float, default=0.5)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "correction_curve.png")
     args = parser.parse_args()
     cfg = TrainConfig(batch_size=32, device="cpu")
     src = lc.Sources.load(args.base, args.stream)
-    labels, zero_shot, x, y = src.labels, src.zero_shot, src.x, src.y
+    labels, zero_shot, x = src.labels, src.zero_shot, src.x
     index = {label: i for i, label in enumerate(labels)}
     base_train, pool = src.base_train(), src.pool()
     said_index = index[args.said] if args.said else None

@@ -191,6 +191,16 @@ class Sources:
         return [p for p in self.stream if not near(p, self.base)]
 
 
+def feature_bench_parser(description: str, *, seeds: int) -> argparse.ArgumentParser:
+    """The arguments every feature-only bench shares: the two folders, how many seeds, the ✅ share."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--base", type=Path, default=SHARED / "bears", help="folder the dataset comes from")
+    parser.add_argument("--stream", type=Path, default=SHARED / "bears-2019", help="folder of users' and test photos")
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--confirm", type=float, default=0.5, help="share of right answers the sender confirms (✅)")
+    return parser
+
+
 def import_base(store: Storage, settings: Settings, photos: list[Photo]) -> None:
     from trainer.ingest import ingest_image
 

@@ -16,7 +16,6 @@ log softmax(head) + log vote). A candidate recipe, not what the pipeline serves 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import random
 import sys
@@ -31,11 +30,7 @@ from bench import learning_curve as lc  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", type=Path, default=lc.SHARED / "bears")
-    parser.add_argument("--stream", type=Path, default=lc.SHARED / "bears-2019")
-    parser.add_argument("--seeds", type=int, default=8)
-    parser.add_argument("--confirm", type=float, default=0.5)
+    parser = lc.feature_bench_parser(__doc__.split("\n\n")[0], seeds=8)
     parser.add_argument("--correction-weights", type=float, nargs="+", default=[1.0, 4.0, 16.0])
     parser.add_argument("--confirmation-weights", type=float, nargs="+", default=[0.0, 1.0, 4.0])
     parser.add_argument("--l2", type=float, nargs="+", default=[0.01, 0.03])
