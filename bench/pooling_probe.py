@@ -75,6 +75,7 @@ class Probe:
         assert float((features[first.sha256][0][:width] - src.x([first])[0]).abs().max()) < 1e-4
 
     def x(self, photos: list[lc.Photo], variant: str, mirrored: bool = False) -> torch.Tensor:
+        """The photos' features under one pooling (the average alone is the first half)."""
         return torch.stack([self.features[p.sha256][int(mirrored)][: self.width[variant]] for p in photos])
 
     def fit(self, rows: list[tuple[lc.Photo, float]], variant: str) -> nn.Linear:
@@ -92,10 +93,12 @@ class Probe:
         return fit_head(x, torch.cat([self.src.y(photos)] * 2), weights, anchor, l2=cfg.head_l2, max_iter=cfg.max_iter)
 
     def answers(self, head: nn.Linear, photos: list[lc.Photo], variant: str) -> list[int]:
+        """The head's label index for each photo."""
         with torch.no_grad():
             return head(self.x(photos, variant)).argmax(1).tolist()
 
     def per_class(self, photos: list[lc.Photo], answers: list[int]) -> list[int]:
+        """Wrong answers per true label, in label order."""
         errors = [0] * len(self.index)
         for p, a in zip(photos, answers, strict=True):
             errors[self.index[p.label]] += int(a != self.index[p.label])
