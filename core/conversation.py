@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Services, CommandEvent, Replier], Awaitable[None]]
 # How long stop() lets jobs in flight finish (a database round trip, a message to admins) before it
-# cancels them; the trainer is a child process and is not waited for.
-JOB_GRACE_SECONDS = 10.0
+# cancels them; the trainer is a child process and is not waited for. Well inside the 10 s that
+# `docker compose stop` waits before it kills the container, so the rest of the shutdown fits too.
+JOB_GRACE_SECONDS = 5.0
 
 
 async def _help(services: Services, event: CommandEvent, replier: Replier) -> None:
