@@ -28,7 +28,7 @@ import torch
 from bearbot.artifact import sha256_file
 from bearbot.imaging import open_image
 from bearbot.inference import TorchClassifier, build_v0, model_from_learner_file, predictions_from
-from bearbot.settings import DEFAULT_BEAR_THRESHOLD
+from bearbot.settings import DEFAULT_BEAR_THRESHOLD, DEFAULT_MAX_PIXELS
 from trainer.data import folder_items, make_dataloaders
 
 
@@ -44,6 +44,29 @@ def v0_learner(images: list[Path], labels: tuple[str, ...]):
     dls = make_dataloaders(items, items, labels=labels, size=model.image_size, batch_size=2,
                            mean=model.mean, std=model.std, device="cpu", num_workers=0)
     return Learner(dls, model, loss_func=CrossEntropyLossFlat())
+
+
+def train_artifact(folder: Path, out_dir: Path, labels: tuple[str, ...]) -> Path:
+    """A trained weights artifact: v0's head refit on ``folder``'s photos with the pipeline's recipe
+    (:class:`trainer.train.TrainConfig`), exported as the trainer exports one (its fastai learner
+    beside it). Not gated: for benches that time serving or a swap, not accuracy."""
+    from trainer.export import export_learner
+    from trainer.head_fit import extract_features, fit_head
+    from trainer.train import TrainConfig
+
+    cfg = TrainConfig(batch_size=32, device="cpu")
+    items = folder_items(folder)
+    paths = [item.path for item in items]
+    learn = v0_learner(paths, labels)
+    feats = extract_features(learn.model, paths, device="cpu", batch_size=cfg.batch_size,
+                             max_pixels=DEFAULT_MAX_PIXELS, flip=cfg.flip)
+    y = torch.tensor([labels.index(items[i].label) for i in feats.kept])
+    x = feats.plain
+    if feats.mirrored is not None:  # the recipe fits the mirror images too, same label
+        x, y = torch.cat([x, feats.mirrored]), torch.cat([y, y])
+    head = fit_head(x, y, torch.ones(len(y)), learn.model.head, l2=cfg.head_l2, max_iter=cfg.max_iter)
+    learn.model.head.load_state_dict(head.state_dict())
+    return export_learner(learn, out_dir / "trained.safetensors")[0]
 
 
 def timed(fns: list[Callable[[bytes], str]], blobs: list[bytes]) -> list[tuple[list[float], float, list[str]]]:

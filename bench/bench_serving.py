@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 import torch
 from PIL import Image
-from bench_inference import timed, v0_learner
+from bench_inference import timed, train_artifact, v0_learner
 from bench_startup import one_start
 
 from bearbot.artifact import sha256_file
@@ -303,29 +303,6 @@ def startup_rows() -> list[Row]:
     ]
 
 
-def train_artifact(folder: Path, out_dir: Path) -> Path:
-    """A trained weights artifact for the "trained" rows: v0's head refit on ``folder``'s photos with the
-    pipeline's recipe (:class:`trainer.train.TrainConfig`), exported as the trainer exports one (its
-    fastai learner beside it). Not gated: these rows time the serving path, not accuracy."""
-    from trainer.export import export_learner
-    from trainer.head_fit import extract_features, fit_head
-    from trainer.train import TrainConfig
-
-    cfg = TrainConfig(batch_size=32, device="cpu")
-    items = folder_items(folder)
-    paths = [item.path for item in items]
-    learn = v0_learner(paths, LABELS)
-    feats = extract_features(learn.model, paths, device="cpu", batch_size=cfg.batch_size,
-                             max_pixels=load_settings().max_image_pixels, flip=cfg.flip)
-    y = torch.tensor([LABELS.index(items[i].label) for i in feats.kept])
-    x = feats.plain
-    if feats.mirrored is not None:  # the recipe fits the mirror images too, same label
-        x, y = torch.cat([x, feats.mirrored]), torch.cat([y, y])
-    head = fit_head(x, y, torch.ones(len(y)), learn.model.head, l2=cfg.head_l2, max_iter=cfg.max_iter)
-    learn.model.head.load_state_dict(head.state_dict())
-    return export_learner(learn, out_dir / "trained.safetensors")[0]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, nargs="+", default=[Path("../shared/data/bears"), Path("../shared/data/bears-2019")])
@@ -350,7 +327,7 @@ def main() -> None:
                              version_id=None, models_dir=models)
         trained = None
         if args.train_artifact:
-            args.artifact = train_artifact(args.data[0], work)
+            args.artifact = train_artifact(args.data[0], work, LABELS)
         if args.artifact:
             from bearbot.artifact import learner_companion, load_learner_verified
 
