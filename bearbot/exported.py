@@ -209,6 +209,11 @@ def load_cached(
     return OnnxForward(data, threads=threads) if data is not None else None
 
 
+def is_cached(facts: ServingFacts, *, artifact_sha256: str, cache_dir: Path) -> bool:
+    """Whether a valid graph for these facts and artifact is cached (read and checked, not loaded)."""
+    return read_cache(cache_dir, cache_key(facts, artifact_sha256)) is not None
+
+
 def load_or_export(
     model: BearNet, *, artifact_sha256: str, cache_dir: Path | None, threads: int | None = None
 ) -> tuple[OnnxForward, str]:

@@ -38,7 +38,15 @@ from bearbot.backbone import (
     OFFLINE_STD,
     weights_sha256,
 )
-from bearbot.exported import PROBE_TOLERANCE, Forward, ServingFacts, load_cached, load_or_export, matches_eager
+from bearbot.exported import (
+    PROBE_TOLERANCE,
+    Forward,
+    ServingFacts,
+    is_cached,
+    load_cached,
+    load_or_export,
+    matches_eager,
+)
 from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image
 from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, build_zero_shot
 from bearbot.prediction import Prediction
@@ -190,9 +198,15 @@ class TorchClassifier:
         return self._export is not None and not self.exported.is_set()
 
     def export_now(self) -> None:
-        """Export (or load from the cache) the serving graph in this thread, then serve through it.
-        For a hot swap: the old model keeps serving at full speed meanwhile."""
-        job, self._export = self._export, None
+        """Make the serving graph and wait for it, then serve through it: for a hot swap, while the old
+        model keeps serving. A graph already cached is loaded here; otherwise the low-priority child
+        process of :meth:`export_in_background` exports it, because exporting in this process holds
+        the GIL and both cores: during a swap one answer took 1.1 s (``bench/bench_cycle.py``)."""
+        job = self._export
+        if job is not None and not is_cached(self.facts, artifact_sha256=job.sha256, cache_dir=job.cache_dir):
+            self._export_in_child(job)  # on failure the eager model serves, as below
+            return
+        self._export = None
         if job is not None:
             self._forward, self.runtime = _serving_forward(self.model, job.sha256, job.cache_dir)
         self.exported.set()
