@@ -47,24 +47,23 @@ def v0_learner(images: list[Path], labels: tuple[str, ...]):
 
 
 def train_artifact(folder: Path, out_dir: Path, labels: tuple[str, ...]) -> Path:
-    """A trained weights artifact: v0's head refit on ``folder``'s photos with the pipeline's recipe
-    (:class:`trainer.train.TrainConfig`), exported as the trainer exports one (its fastai learner
-    beside it). Not gated: for benches that time serving or a swap, not accuracy."""
+    """A trained weights artifact: v0's head refit on ``folder``'s photos by the pipeline's own fit
+    (:func:`trainer.train.fit_examples`, the recipe's defaults), on the feature benches' cached
+    features, exported as the trainer exports one (its fastai learner beside it). Not gated: for
+    benches that time serving or a swap, not accuracy."""
+    from bench.learning_curve import FEATURES, load_photos
     from trainer.export import export_learner
-    from trainer.head_fit import extract_features, fit_head
-    from trainer.train import TrainConfig
+    from trainer.features import FeatureCache, feature_table
+    from trainer.train import Example, TrainConfig, fit_examples
 
     cfg = TrainConfig(batch_size=32, device="cpu")
-    items = folder_items(folder)
-    paths = [item.path for item in items]
-    learn = v0_learner(paths, labels)
-    feats = extract_features(learn.model, paths, device="cpu", batch_size=cfg.batch_size,
-                             max_pixels=DEFAULT_MAX_PIXELS, flip=cfg.flip)
-    y = torch.tensor([labels.index(items[i].label) for i in feats.kept])
-    x = feats.plain
-    if feats.mirrored is not None:  # the recipe fits the mirror images too, same label
-        x, y = torch.cat([x, feats.mirrored]), torch.cat([y, y])
-    head = fit_head(x, y, torch.ones(len(y)), learn.model.head, l2=cfg.head_l2, max_iter=cfg.max_iter)
+    photos = load_photos(folder)
+    learn = v0_learner([p.path for p in photos], labels)
+    FEATURES.mkdir(parents=True, exist_ok=True)
+    table = feature_table(learn.model, photos, cache=FeatureCache(FEATURES, learn.model), device="cpu",
+                          batch_size=cfg.batch_size, max_pixels=DEFAULT_MAX_PIXELS)
+    examples = [Example(p.sha256, p.label, 1.0) for p in photos]
+    head = fit_examples(table, examples, labels, learn.model.head, cfg)
     learn.model.head.load_state_dict(head.state_dict())
     return export_learner(learn, out_dir / "trained.safetensors")[0]
 
