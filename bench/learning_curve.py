@@ -13,7 +13,9 @@ two sides: a stream or test photo near a base photo is dropped, and near-duplica
 the stream folder go to stream or test whole.
 
 Users: every wrong answer in the stream is corrected by an admin (``--fix`` of them), and a share of
-the right answers (``--confirm``) is confirmed with ✅ by the sender. Then one retrain; with
+the right answers (``--confirm``) is confirmed with ✅ by the sender. ``--only black:grizzly`` corrects
+only that confusion (black bears the model called grizzly), ``--max-corrections K`` at most K per
+seed: ``correction_curve.py``'s question with the gate in the loop. Then one retrain; with
 ``--cycles K`` the stream arrives in K parts, each answered by the model serving then, with a
 retrain after each.
 
@@ -26,6 +28,7 @@ unseen photos. Answers on test photos are read off cached body features (the ser
     python bench/learning_curve.py --base ../shared/data/bears --stream ../shared/data/bears-2019 --seeds 0-19
     python bench/learning_curve.py --base ../shared/data/bears-2019 --stream ../shared/data/bears --seeds 0-19
     python bench/learning_curve.py --data ../shared/data/bears --seeds 0-6
+    python bench/learning_curve.py --base ../shared/data/bears-2019 --stream ../shared/data/bears --only black:grizzly --max-corrections 3
 """
 
 from __future__ import annotations
@@ -38,8 +41,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -81,6 +86,8 @@ class Result:
     gates: list[str] = field(default_factory=list)  # the gate's fixes/breaks and p per cycle
     calibration: list[dict] = field(default_factory=list)  # the runs' temperature fits (held-out ECE before/after)
     confidence: list[tuple[float, bool, float, bool]] = field(default_factory=list)  # test: (conf, right) before, after
+    cell_before: int = 0  # with --only TRUE:SAID: test photos of TRUE answered SAID, before the first cycle
+    cell_after: int = 0  # ... and after the last
 
     @property
     def after(self) -> int:
@@ -241,9 +248,10 @@ class Answers:
 
 def send_stream(
     store: Storage, settings: Settings, photos: list[Photo], answers: list, *, rng: random.Random,
-    fix: float, confirm: float, first_message: int,
+    fix: float, confirm: float, first_message: int, may_correct: Callable[[Photo, Any], bool] = lambda p, a: True,
 ) -> tuple[int, int]:
-    """Users send ``photos``; an admin corrects wrong answers, senders confirm right ones. (corrected, confirmed)."""
+    """Users send ``photos``; an admin corrects wrong answers (those ``may_correct`` allows), senders
+    confirm right ones. (corrected, confirmed)"""
     corrected = confirmed = 0
     with store.session() as s:
         sender = users.upsert_user(s, telegram_id=1001, display_name="sender", is_admin=False)
@@ -253,7 +261,7 @@ def send_stream(
             pred = predictions.record_prediction(
                 s, image_id=image.id, user_id=sender.id, chat_id=1001, message_id=first_message + i, answer=answer
             )
-            if answer.label != p.label and rng.random() < fix:
+            if answer.label != p.label and rng.random() < fix and may_correct(p, answer):
                 corrected += 1
                 corrections.record_correction(
                     s, image_id=image.id, user_id=admin.id, label=p.label, prediction_id=pred.id,
@@ -288,6 +296,15 @@ def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
         answers = Answers(store, settings, stream + test)
         first = last = answers.of(test)
         before = sum(a.label != p.label for a, p in zip(first, test, strict=True))
+        budget = [args.max_corrections if args.max_corrections is not None else len(stream)]
+
+        def may_correct(p: Photo, answer: Any) -> bool:
+            """Only the ``--only`` confusion, and at most ``--max-corrections`` of it per seed."""
+            if args.only is not None and (p.label, answer.label) != args.only:
+                return False
+            budget[0] -= 1
+            return budget[0] >= 0
+
         class_before = Counter(p.label for a, p in zip(first, test, strict=True) if a.label != p.label)
         afters, statuses, seconds, gates, calibration = [], [], [], [], []
         corrected = confirmed = worse_promoted = 0
@@ -296,7 +313,7 @@ def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
             part = stream[cycle :: args.cycles]
             c, k = send_stream(
                 store, settings, part, answers.of(part), rng=rng, fix=args.fix, confirm=args.confirm,
-                first_message=1 + cycle * len(stream),
+                first_message=1 + cycle * len(stream), may_correct=may_correct,
             )
             corrected, confirmed = corrected + c, confirmed + k
             started = time.perf_counter()
@@ -326,12 +343,14 @@ def one_seed(seed: int, args: argparse.Namespace, cache: Path) -> Result:
     fixes = sum(a.label != p.label and b.label == p.label for a, b, p in zip(first, last, test, strict=True))
     breaks = sum(a.label == p.label and b.label != p.label for a, b, p in zip(first, last, test, strict=True))
     class_after = Counter(p.label for b, p in zip(last, test, strict=True) if b.label != p.label)
+    cells = [sum((p.label, x.label) == args.only for x, p in zip(said, test, strict=True)) if args.only else 0
+             for said in (first, last)]
     confidence = [
         (a.confidence, a.label == p.label, b.confidence, b.label == p.label) for a, b, p in zip(first, last, test, strict=True)
     ]
     return Result(
         seed, before, afters, fixes, breaks, len(test), corrected, confirmed, statuses, seconds,
-        class_before, class_after, worse_promoted, gates, calibration, confidence,
+        class_before, class_after, worse_promoted, gates, calibration, confidence, *cells,
     )
 
 
@@ -361,6 +380,9 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=1)
     parser.add_argument("--verbose", action="store_true", help="list the gate's fixed and broken photos (stderr)")
     parser.add_argument("--alpha", type=float, help="BEARBOT_GATE_ALPHA for this run (default: the setting's)")
+    parser.add_argument("--only", type=confusion, metavar="TRUE:SAID",
+                        help="correct only this confusion (e.g. black:grizzly, cinnamon black bears called grizzly)")
+    parser.add_argument("--max-corrections", type=int, metavar="K", help="correct at most K wrong answers per seed")
     parser.add_argument(
         "--cache", type=Path, default=FEATURES,
         help="body-feature cache kept between runs (keyed by photo and body hash, so always safe to reuse)",
@@ -378,7 +400,9 @@ def main() -> None:
         OVERRIDES["gate_alpha"] = args.alpha
     seeds = parse_seeds(args.seeds)
     setup = f"--data {args.data}" if args.data else f"--base {args.base} --stream {args.stream}"
-    print(f"# {setup}; seeds {seeds[0]}–{seeds[-1]}; corrected {args.fix:.0%} of wrong answers, "
+    which = f"'{args.only[0]}' answered '{args.only[1]}'" if args.only else "wrong answers"
+    cap = f", at most {args.max_corrections} per seed" if args.max_corrections is not None else ""
+    print(f"# {setup}; seeds {seeds[0]}–{seeds[-1]}; corrected {args.fix:.0%} of {which}{cap}, "
           f"confirmed {args.confirm:.0%} of right ones; {args.cycles} cycle(s)")
     afters = " ".join(f"{'after ' + str(k + 1):>8}" for k in range(args.cycles))
     print(f"{'seed':>4} {'before':>8} {afters} {'fixes':>5} {'breaks':>6} {'fixed':>5} {'✅':>4} {'status':<20} {'gate: users f/b, p; golden f/b':<30} {'run s':>6}")
@@ -394,6 +418,17 @@ def main() -> None:
             flush=True,
         )
     print(summarize(results))
+    if args.only:
+        print(f"the corrected confusion on unseen photos ({args.only[0]} answered {args.only[1]}): "
+              f"{sum(r.cell_before for r in results)} → {sum(r.cell_after for r in results)}")
+
+
+def confusion(value: str) -> tuple[str, str]:
+    """``black:grizzly`` → ('black', 'grizzly'): photos of the first label answered as the second."""
+    true, sep, said = value.partition(":")
+    if not (sep and true and said):
+        raise argparse.ArgumentTypeError("expected TRUE:SAID, e.g. black:grizzly")
+    return true, said
 
 
 def summarize(rs: list[Result]) -> str:

@@ -47,6 +47,19 @@ def test_learning_curve_cross_source(stream: Path, capsys: pytest.CaptureFixture
     assert "promoted but worse on unseen photos:" in out
 
 
+def test_learning_curve_corrects_one_confusion_only(stream: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import learning_curve
+
+    argv = ["learning_curve", "--base", str(FIXTURES / "bears"), "--stream", str(stream), "--seeds", "0-1",
+            "--stream-share", "0.6", "--only", "black:grizzly", "--max-corrections", "1"]
+    out = run_main(learning_curve, argv, capsys)
+    corrected = [int(line.split()[5]) for line in out.splitlines() if re.match(r"\s*\d+\s+\d+/\d+", line)]
+    assert len(corrected) == 2 and all(c <= 1 for c in corrected), out
+    assert re.search(r"the corrected confusion on unseen photos \(black answered grizzly\): \d+ → \d+", out), out
+    with pytest.raises(SystemExit):  # a confusion must name both sides
+        run_main(learning_curve, ["learning_curve", "--only", "black"], capsys)
+
+
 def test_near_duplicates_never_straddle_the_split() -> None:
     from bench import learning_curve as lc
 
