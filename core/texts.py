@@ -26,17 +26,39 @@ def pct(p: float) -> str:
     return "<1 %" if value == 0 and p > 0 else f"{value} %"
 
 
+# Below this confidence an answer is a guess between labels, and it says so. On unseen photos, answers
+# under 60 % were right 56–64 % of the time, those at 60–80 % 72–83 % (bench/learning_curve.py's
+# reliability table, 20 seeds, both folder directions, before and after a retrain: 113/201, 74/129,
+# 34/53, 20/36).
+UNSURE_BELOW = 0.6
+# What tells two labels apart, for an answer torn between them (a pair no retrain has learned to split:
+# bench/README.md, "Other confusions").
+TELLS: dict[frozenset[str], str] = {
+    frozenset({"black", "grizzly"}): (
+        "Colour can mislead: many black bears are brown or cinnamon. A grizzly has a hump over its shoulders "
+        "and a dished face; a black bear has no hump, a straight face and taller, pointed ears."
+    ),
+}
+
+
 def prediction_text(*, label: str, confidence: float, probabilities: Mapping[str, float], is_bear: bool) -> str:
-    """The answer to a photo: the label and its confidence, then the other classes."""
-    others = " · ".join(
-        f"{name} {pct(p)}" for name, p in sorted(probabilities.items(), key=lambda kv: -kv[1]) if name != label
-    )
+    """The answer to a photo: the label and its confidence, then the other classes; an unsure answer
+    names the runner-up (and what tells the two apart, where known)."""
+    ranked = [name for name, _ in sorted(probabilities.items(), key=lambda kv: -kv[1]) if name != label]
+    others = " · ".join(f"{name} {pct(probabilities[name])}" for name in ranked)
     if not is_bear:
         return (
             f"🤔 I don't see a bear here — if there is one, reply /correct {label} (or tap its name below).\n"
             f"If it is a bear, it looks most like {label} ({pct(confidence)}); others: {others}."
         )
-    return f"🐻 {label} · {pct(confidence)}\nothers: {others}\nRight? Tap ✅, or the right label."
+    lines = [f"🐻 {label} · {pct(confidence)}", f"others: {others}"]
+    if confidence < UNSURE_BELOW and ranked:
+        lines.append(f"I'm not sure: it could be {ranked[0]}.")
+        tell = TELLS.get(frozenset({label, ranked[0]}))
+        if tell is not None:
+            lines.append(tell)
+    lines.append("Right? Tap ✅, or the right label.")
+    return "\n".join(lines)
 
 
 def feedback_buttons(prediction_id: int, labels: Sequence[str], predicted: str, *, is_bear: bool) -> Buttons:

@@ -102,6 +102,19 @@ def test_every_answer_has_a_not_a_bear_button() -> None:
     assert all(len(d.encode()) <= 64 for _, d in flat)  # Telegram's limit on callback data
 
 
+def test_an_unsure_answer_says_so_and_what_tells_the_two_apart() -> None:
+    torn = prediction_text(label="black", confidence=0.52, probabilities={"black": 0.52, "grizzly": 0.46, "teddy": 0.02},
+                           is_bear=True)
+    assert torn.startswith("🐻 black · 52 %\nothers: grizzly 46 % · teddy 2 %\nI'm not sure: it could be grizzly.")
+    assert "hump" in torn and torn.endswith("Right? Tap ✅, or the right label.")
+    plush = prediction_text(label="teddy", confidence=0.55, probabilities={"teddy": 0.55, "black": 0.40, "grizzly": 0.05},
+                            is_bear=True)
+    assert "I'm not sure: it could be black." in plush and "hump" not in plush  # no tell known for that pair
+    sure = prediction_text(label="grizzly", confidence=0.9, probabilities={"grizzly": 0.9, "black": 0.08, "teddy": 0.02},
+                           is_bear=True)
+    assert "not sure" not in sure and "hump" not in sure
+
+
 def test_refusal_text_is_kind_and_says_what_to_do() -> None:
     text = prediction_text(label="grizzly", confidence=0.6, probabilities={"grizzly": 0.6, "black": 0.3, "teddy": 0.1},
                            is_bear=False)
