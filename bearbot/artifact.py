@@ -52,13 +52,27 @@ def read_weights(path: Path, expected_sha256: str) -> tuple[dict[str, torch.Tens
     from safetensors.torch import load
 
     data = read_verified(path, expected_sha256)
+    facts = _facts(path, data)
+    try:
+        return load(data), facts
+    except Exception as exc:
+        raise ArtifactError(f"model artifact {path} is not a bearbot weights file: {exc}") from exc
+
+
+def read_weights_facts(path: Path, expected_sha256: str) -> dict[str, Any]:
+    """Verify the sha256, then read only the facts from the header (no tensors, no torch)."""
+    return _facts(path, read_verified(path, expected_sha256))
+
+
+def _facts(path: Path, data: bytes) -> dict[str, Any]:
+    """The model facts in a safetensors header's metadata (a bearbot weights file's)."""
     try:
         size = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + size])
         meta = header.get("__metadata__") or {}
         if meta.get("format") != WEIGHTS_FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {WEIGHTS_FORMAT!r}")
-        return load(data), json.loads(meta["model"])
+        return json.loads(meta["model"])
     except Exception as exc:
         raise ArtifactError(f"model artifact {path} is not a bearbot weights file: {exc}") from exc
 

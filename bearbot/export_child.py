@@ -40,7 +40,8 @@ def main(argv: list[str]) -> int:
     import torch
 
     from bearbot.exported import load_or_export
-    from bearbot.inference import build_model, compiled_dir
+    from bearbot.inference import build_model
+    from bearbot.serving_graph import compiled_dir
 
     torch.set_num_threads(1)
     models_dir = Path(job["models_dir"])

@@ -31,13 +31,6 @@ from bearbot.artifact import (
     read_weights,
     resolve,
 )
-from bearbot.backbone import (
-    IMAGENET_BEAR_CLASSES,
-    OFFLINE_ARCH,
-    OFFLINE_MEAN,
-    OFFLINE_STD,
-    weights_sha256,
-)
 from bearbot.exported import (
     PROBE_TOLERANCE,
     Forward,
@@ -47,10 +40,17 @@ from bearbot.exported import (
     load_or_export,
     matches_eager,
 )
-from bearbot.imaging import DEFAULT_MAX_PIXELS, open_image
+from bearbot.imaging import DEFAULT_MAX_PIXELS
 from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, build_zero_shot
-from bearbot.prediction import Prediction
-from bearbot.preprocess import center_crop_resize, to_batch
+from bearbot.prediction import predictions_from  # noqa: F401 - the trainer and benches import it from here
+from bearbot.preprocess import to_batch
+from bearbot.serving import (
+    GraphClassifier,
+    ServedClassifier,
+    check_labels,
+    load_cached_classifier,
+)
+from bearbot.serving_graph import compiled_dir
 from bearbot.settings import DEFAULT_BEAR_THRESHOLD, Settings
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class ExportJob:
 
     @property
     def cache_dir(self) -> Path:
-        return self.models_dir / "compiled"
+        return compiled_dir(self.models_dir)
 
     def command(self) -> list[str]:
         """``python -m bearbot.export_child JOB``: rebuild, export, verify, cache."""
@@ -98,41 +98,14 @@ def _serving_forward(model: BearNet, artifact_sha256: str | None, cache_dir: Pat
     return forward, f"onnxruntime ({source})"
 
 
-def predictions_from(
-    probs: torch.Tensor,
-    bear_scores: torch.Tensor,
-    labels: Sequence[str],
-    *,
-    threshold: float,
-    version_id: int | None,
-    latency_ms: float = 0.0,
-) -> list[Prediction]:
-    """One :class:`Prediction` per row of label probabilities and bear scores (serving and the gate alike)."""
-    out = []
-    for row, score in zip(probs.tolist(), bear_scores.tolist(), strict=True):
-        best = max(range(len(row)), key=row.__getitem__)
-        out.append(
-            Prediction(
-                label=labels[best],
-                confidence=row[best],
-                probabilities=dict(zip(labels, row, strict=True)),
-                is_bear=score >= threshold,
-                model_version=version_id,
-                latency_ms=latency_ms,
-                bear_score=score,
-            )
-        )
-    return out
-
-
-class TorchClassifier:
+class TorchClassifier(ServedClassifier):
     """A :class:`bearbot.prediction.Classifier` over a :class:`BearNet` on the CPU (or a given device).
 
     ``optimize`` serves the model through ONNX Runtime (:mod:`bearbot.exported`): exported once per
     artifact sha256 and cached in ``cache_dir``, then several times faster per image than eager torch;
     :func:`load_classifier` turns it on, plain construction (tests, evaluation of a fresh model) leaves
     it off. If the export fails the eager model serves (same numbers, slower) and the failure is logged.
-    A classifier served from the cache (:meth:`from_cache`) builds its torch ``model`` only when asked.
+    A version whose graph is cached is served by :class:`bearbot.serving.GraphClassifier` instead, without torch.
     """
 
     def __init__(
@@ -164,20 +137,6 @@ class TorchClassifier:
         self.max_pixels = max_pixels
         self.exported.set()
 
-    @classmethod
-    def from_cache(
-        cls, forward: Forward, facts: ServingFacts, build: Callable[[], BearNet], *, version_id: int | None,
-        bear_threshold: float = DEFAULT_BEAR_THRESHOLD, max_pixels: int = DEFAULT_MAX_PIXELS,
-    ) -> TorchClassifier:
-        """A classifier over a cached ONNX graph; ``build`` makes the torch model if someone asks for it."""
-        self = cls.__new__(cls)
-        self._model, self._build, self._build_lock = None, build, threading.Lock()
-        self.device, self.facts, self.runtime, self._forward = torch.device("cpu"), facts, "onnxruntime (cache)", forward
-        self._export, self.exported = None, threading.Event()
-        self.exported.set()
-        self.labels, self.version_id, self.bear_threshold, self.max_pixels = facts.labels, version_id, bear_threshold, max_pixels
-        return self
-
     @property
     def model(self) -> BearNet:
         """The torch model (built on first use when served from the cache: the bot never needs it)."""
@@ -186,11 +145,6 @@ class TorchClassifier:
                 assert self._build is not None
                 self._model = self._build()
             return self._model
-
-    @property
-    def image_size(self) -> int:
-        """The model's input side: decode uploads with ``min_side=image_size`` (JPEG draft) for it."""
-        return self.facts.image_size
 
     @property
     def export_pending(self) -> bool:
@@ -253,35 +207,11 @@ class TorchClassifier:
             self._export = None
             self.exported.set()
 
-    def predict(self, data: bytes) -> Prediction:
-        """Classify encoded image bytes; raises ``ImageError`` for bad input."""
-        start = time.perf_counter()
-        img = open_image(data, max_pixels=self.max_pixels, min_side=self.image_size)
-        (pred,) = self._predict_images([img], start)
-        return pred
-
-    def predict_images(self, images: Sequence[Image.Image]) -> list[Prediction]:
-        """Classify already-decoded RGB images in one batch (evaluation, benchmarks)."""
-        return self._predict_images(images, time.perf_counter())
-
-    def _predict_images(self, images: Sequence[Image.Image], start: float) -> list[Prediction]:
-        size = self.facts.image_size
-        batch = to_batch([center_crop_resize(img, size) for img in images], self.facts.mean, self.facts.std)
+    def _scores(self, crops: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = to_batch(crops, self.facts.mean, self.facts.std)
         with torch.inference_mode():
             logits, bear = self._forward(batch.to(self.device))
-            probs = logits.float().softmax(dim=-1).cpu()
-            bear = bear.float().cpu()
-        latency_ms = (time.perf_counter() - start) * 1000.0 / max(len(images), 1)
-        return predictions_from(
-            probs, bear, self.labels, threshold=self.bear_threshold, version_id=self.version_id, latency_ms=latency_ms
-        )
-
-    def warm_up(self, passes: int = 3) -> None:
-        """Run dummy images so the first user request does not pay for lazy initialisation
-        (the runtime allocates its buffers and picks kernels on its first calls)."""
-        blank = Image.new("RGB", (self.facts.image_size, self.facts.image_size), (127, 127, 127))
-        for _ in range(passes):
-            self.predict_images([blank])
+            return logits.float().softmax(dim=-1).cpu(), bear.float().cpu()
 
 
 def build_v0(
@@ -356,13 +286,8 @@ def build_model(
         model = model_from_weights_file(resolve(artifact_path, models_dir), sha256)
     else:  # a version published as a learner pickle, before weights files
         model = model_from_learner_file(resolve(artifact_path, models_dir), sha256)
-    _check_labels(model.labels, artifact_path=artifact_path, labels=labels, version_id=version_id)
+    check_labels(model.labels, artifact_path=artifact_path, labels=labels, version_id=version_id)
     return model
-
-
-def _check_labels(found: Sequence[str], *, artifact_path: str | Path | None, labels: Sequence[str], version_id: int | None) -> None:
-    if artifact_path is not None and tuple(labels) != tuple(found):
-        raise ArtifactError(f"model version {version_id}: recorded labels {tuple(labels)} differ from the artifact's {tuple(found)}")
 
 
 def load_classifier(
@@ -378,7 +303,8 @@ def load_classifier(
     device: str = "cpu",
     optimize: bool = True,
     defer_export: bool = False,
-) -> TorchClassifier:
+    try_cache: bool = True,
+) -> TorchClassifier | GraphClassifier:
     """Load one model version (the fields of a ``model_versions`` row) as a ready classifier.
 
     ``artifact_path`` None means the built-in zero-shot v0; otherwise the artifact is read, its
@@ -392,16 +318,14 @@ def load_classifier(
         return build_model(**fields, version_id=version_id)
 
     cache_dir = compiled_dir(models_dir)
-    if optimize and device == "cpu" and cache_dir is not None:
+    if try_cache and optimize and device == "cpu" and models_dir is not None:
         # A restart: the verified artifact's facts and the cached graph are all serving needs.
-        facts = _facts_without_model(artifact_path, sha256=sha256, arch=arch, labels=labels, models_dir=models_dir)
-        if facts is not None:
-            _check_labels(facts.labels, artifact_path=artifact_path, labels=labels, version_id=version_id)
-            forward = load_cached(facts, artifact_sha256=sha256, cache_dir=cache_dir)
-            if forward is not None:
-                return TorchClassifier.from_cache(
-                    forward, facts, build, version_id=version_id, bear_threshold=bear_threshold, max_pixels=max_pixels
-                )
+        cached = load_cached_classifier(
+            artifact_path=artifact_path, sha256=sha256, arch=arch, labels=labels, version_id=version_id,
+            models_dir=models_dir, bear_threshold=bear_threshold, max_pixels=max_pixels, build=build,
+        )
+        if cached is not None:
+            return cached
     defer = defer_export and optimize and device == "cpu" and models_dir is not None
     classifier = TorchClassifier(
         build(), version_id=version_id, bear_threshold=bear_threshold, max_pixels=max_pixels, device=device,
@@ -416,33 +340,6 @@ def load_classifier(
     return classifier
 
 
-def _facts_without_model(
-    artifact_path: str | Path | None, *, sha256: str, arch: str, labels: Sequence[str], models_dir: Path | None
-) -> ServingFacts | None:
-    """A version's serving facts, its artifact verified, without building the network (None: not known
-    without it, e.g. a learner pickle or a downloaded architecture's normalisation)."""
-    if artifact_path is None:
-        if arch != OFFLINE_ARCH:
-            return None
-        if weights_sha256() != sha256:
-            build_v0(labels, arch=arch, expected_sha256=sha256)  # raises the one message for this
-        return ServingFacts.create(arch, labels, DEFAULT_SERVE_SIZE, OFFLINE_MEAN, OFFLINE_STD, IMAGENET_BEAR_CLASSES)
-    if not str(artifact_path).endswith(ARTIFACT_SUFFIX):
-        return None
-    _tensors, facts = read_weights(resolve(artifact_path, models_dir), sha256)
-    try:
-        return ServingFacts.create(
-            facts["arch"], facts["labels"], facts["image_size"], facts["mean"], facts["std"], facts["bear_classes"]
-        )
-    except (KeyError, TypeError, ValueError):  # the full load says what is wrong with the file
-        return None
-
-
-def compiled_dir(models_dir: Path | None) -> Path | None:
-    """Where exported serving graphs are cached: ``<models_dir>/compiled`` (None: no cache)."""
-    return models_dir / "compiled" if models_dir is not None else None
-
-
 class VersionFields(Protocol):
     """What :func:`load_for_settings` reads from a model version (a ``storage.models.ModelVersion`` fits)."""
 
@@ -454,12 +351,14 @@ class VersionFields(Protocol):
 
 
 def load_for_settings(
-    version: VersionFields, settings: Settings, *, optimize: bool = True, defer_export: bool = False
-) -> TorchClassifier:
+    version: VersionFields, settings: Settings, *, optimize: bool = True, defer_export: bool = False,
+    try_cache: bool = True,
+) -> TorchClassifier | GraphClassifier:
     """:func:`load_classifier` for a model-version row (its fields read inside the DB session) with the
-    serving settings (models dir, bear threshold, pixel limit)."""
+    serving settings (models dir, bear threshold, pixel limit). The bot loads through
+    :func:`bearbot.serving.load_for_settings`, which tries the cache without importing this module."""
     return load_classifier(
         artifact_path=version.artifact_path, sha256=version.sha256, arch=version.arch, labels=version.labels,
         version_id=version.id, bear_threshold=settings.bear_threshold, models_dir=settings.models_dir,
-        max_pixels=settings.max_image_pixels, optimize=optimize, defer_export=defer_export,
+        max_pixels=settings.max_image_pixels, optimize=optimize, defer_export=defer_export, try_cache=try_cache,
     )

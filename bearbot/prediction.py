@@ -10,6 +10,12 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
+class ArrayLike(Protocol):
+    """A NumPy array or a torch tensor: rows of numbers."""
+
+    def tolist(self) -> list: ...
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One answer for one image."""
@@ -36,3 +42,31 @@ class Classifier(Protocol):
     def predict_images(self, images: Sequence[Image.Image]) -> list[Prediction]:
         """Classify already-decoded RGB images (the bot decodes each upload once, then stores it too)."""
         ...
+
+
+def predictions_from(
+    probs: ArrayLike,
+    bear_scores: ArrayLike,
+    labels: Sequence[str],
+    *,
+    threshold: float,
+    version_id: int | None,
+    latency_ms: float = 0.0,
+) -> list[Prediction]:
+    """One :class:`Prediction` per row of label probabilities and bear scores (serving and the gate alike;
+    NumPy arrays or torch tensors)."""
+    out = []
+    for row, score in zip(probs.tolist(), bear_scores.tolist(), strict=True):
+        best = max(range(len(row)), key=row.__getitem__)
+        out.append(
+            Prediction(
+                label=labels[best],
+                confidence=row[best],
+                probabilities=dict(zip(labels, row, strict=True)),
+                is_bear=score >= threshold,
+                model_version=version_id,
+                latency_ms=latency_ms,
+                bear_score=score,
+            )
+        )
+    return out

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from bearbot.imaging import open_image, to_rgb
+
+if TYPE_CHECKING:
+    import torch
 
 
 def center_crop_resize(img: Image.Image, size: int) -> Image.Image:
@@ -26,8 +29,8 @@ def center_crop_resize(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
 
 
-def to_batch(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """Stack same-size RGB images into a normalised float batch (N, 3, H, W).
+def to_array(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Stack same-size RGB images into a normalised float32 batch (N, 3, H, W).
 
     NumPy, not torch: the same float32 operations in the same order (bit-identical results), but
     no torch thread pool wakes for them, whose threads then compete with the runtime's for the two
@@ -38,7 +41,14 @@ def to_batch(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence
     arr /= np.float32(255.0)
     arr -= np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
     arr /= np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
-    return torch.from_numpy(arr)
+    return arr
+
+
+def to_batch(images: Sequence[Image.Image], mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """:func:`to_array` as a torch tensor (the eager model, training and evaluation)."""
+    import torch
+
+    return torch.from_numpy(to_array(images, mean, std))
 
 
 def read_item_image(item: object) -> Image.Image:

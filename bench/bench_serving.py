@@ -300,6 +300,7 @@ def startup_rows() -> list[Row]:
         ("  its first answer (eager model while a child exports)", f"{fresh[1]:.1f} s{graph}", "-"),
         ("`bearbot run` start to first getUpdates, restart (cached graph)", f"{again[0]:.1f} s ({again[2]:.1f} CPU-s to answer)", "≤ 5 s"),
         ("  its first answer", f"{again[1]:.1f} s", "-"),
+        ("  the bot's resident memory once it answered, empty data dir | restart", f"{fresh[4]:.0f} | {again[4]:.0f} MB", "-"),
     ]
 
 

@@ -1,6 +1,7 @@
 """`bearbot run` start-up: seconds from starting the process to its first getUpdates (first poll),
 to its answer to a first photo, and (on an empty data dir) until the ONNX graph is cached, against
-the local fake Bot API (tests/fake_bot_api.py).
+the local fake Bot API (tests/fake_bot_api.py); and the bot process's resident memory once it has
+answered (a restart serves the cached graph without importing torch: bearbot/serving.py).
 
 Each start is a new process, as systemd or compose would start it. "fresh" starts on an empty
 data directory (creates and migrates the SQLite database, records model v1, answers with the eager
@@ -29,9 +30,10 @@ PHOTO = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "bears" 
 USER = {"id": 5, "is_bot": False, "first_name": "Bench"}
 
 
-def one_start(data_dir: Path) -> tuple[float, float, float, float | None]:
-    """Seconds to the first getUpdates and to the first photo's answer, the process's CPU seconds, and
-    the seconds until the ONNX graph was in the cache (None: it was there before the start).
+def one_start(data_dir: Path) -> tuple[float, float, float, float | None, float]:
+    """Seconds to the first getUpdates and to the first photo's answer, the process's CPU seconds, the
+    seconds until the ONNX graph was in the cache (None: it was there before the start), and the bot
+    process's resident memory (MB) once it has answered.
 
     CPU seconds (user + system of the bot, until its answer; not its export child) say what the start
     costs even when other work shares the machine and stretches the wall clock.
@@ -56,6 +58,7 @@ def one_start(data_dir: Path) -> tuple[float, float, float, float | None]:
             api.wait_for(lambda s: s.reply_to == photo["message_id"], timeout=300)
             first_answer = time.perf_counter() - started
             cpu = _process_cpu(proc.pid)
+            rss = _resident_mb(proc.pid)
             graph = None
             if not cached_before:  # the export child's graph: a restart must find it
                 while not any(compiled.glob("*.json")) and time.perf_counter() - started < 900:
@@ -64,7 +67,15 @@ def one_start(data_dir: Path) -> tuple[float, float, float, float | None]:
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(60)
-    return first_poll, first_answer, cpu, graph
+    return first_poll, first_answer, cpu, graph, rss
+
+
+def _resident_mb(pid: int) -> float:
+    """A running process's resident memory in MB (Linux /proc: VmRSS; its children not counted)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def _process_cpu(pid: int) -> float:
@@ -77,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    rows: dict[str, list[tuple[float, float, float, float | None]]] = {"fresh": [], "again": []}
+    rows: dict[str, list[tuple[float, float, float, float | None, float]]] = {"fresh": [], "again": []}
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp) / "var"
@@ -86,13 +97,14 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"median of {args.runs} starts; {os.cpu_count()} CPUs, load average {load:.1f} when done")
     print(f"{'start':<7} {'first getUpdates (s)':>21} {'first answer (s)':>17} {'CPU (s)':>8} {'graph cached (s)':>17}"
-          "   first getUpdates per run")
+          f" {'resident (MB)':>14}   first getUpdates per run")
     for name, values in rows.items():
         poll, answer, cpu = (statistics.median(v[i] for v in values) for i in range(3))
         graphs = [v[3] for v in values if v[3] is not None]
         graph = f"{statistics.median(graphs):.1f}" if graphs else "-"
+        rss = statistics.median(v[4] for v in values)
         runs = ", ".join(f"{v[0]:.2f}" for v in values)
-        print(f"{name:<7} {poll:>21.2f} {answer:>17.2f} {cpu:>8.2f} {graph:>17}   {runs}")
+        print(f"{name:<7} {poll:>21.2f} {answer:>17.2f} {cpu:>8.2f} {graph:>17} {rss:>14.0f}   {runs}")
 
 
 if __name__ == "__main__":

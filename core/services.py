@@ -82,10 +82,11 @@ class Services:
 
 
 def default_loader(settings: Settings) -> ClassifierLoader:
-    """Load a version row with :mod:`bearbot.inference` (verifies the artifact's sha256 first)."""
+    """Load a version row with :mod:`bearbot.serving` (verifies the artifact's sha256 first): its cached
+    graph without torch, else the torch model with the graph exported in a child process."""
 
     def load(version: ModelVersion) -> Any:
-        from bearbot.inference import load_for_settings
+        from bearbot.serving import load_for_settings
 
         return load_for_settings(version, settings, defer_export=True)  # first start serves at once, exports in a child
 

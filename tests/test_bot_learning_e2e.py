@@ -44,6 +44,8 @@ def test_corrections_retrain_promote_and_swap(tmp_path: Path) -> None:
         run = bot.db(lambda s: s.scalar(select(TrainingRun)))
         assert run.model_version_id is not None and run.n_corrections == 4
         assert eventually(lambda: bot.services.serving.version.id == run.model_version_id, timeout=60)
+        # The trainer published the graph with the weights: the swap loaded it, no export, no torch model here.
+        assert bot.services.serving.current.runtime == "onnxruntime (cache)"
         bot.reply(bot.send(ALICE, photo=(FIXTURES / "hard" / "black_29eeac.jpg").read_bytes()))
         last = eventually(lambda: bot.db(lambda s: s.scalar(select(PredictionRecord).order_by(PredictionRecord.id.desc()))))
         assert last.model_version_id == run.model_version_id

@@ -57,7 +57,7 @@ def load_v0(models: Path) -> TorchClassifier:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
     """v0 loaded twice through the serving loader with one models dir: exported, then from the cache."""
     torch.set_num_threads(2)
-    models = tmp_path_factory.mktemp("models")
+    models = tmp_path_factory.mktemp("data") / "models"  # a data dir's models dir: settings find it
     return load_v0(models), load_v0(models), models
 
 
@@ -72,15 +72,21 @@ def test_first_load_exports_and_a_restart_serves_the_cache_without_torch_model(s
     assert again.model.labels == LABELS  # built on demand (the trainer asks for it)
 
 
-def test_a_restart_imports_neither_timm_nor_torchvision(served: Served) -> None:
+def test_a_restart_imports_neither_torch_nor_timm(served: Served) -> None:
+    """The bot's loader serves a cached graph without importing torch (most of the process's memory)."""
     code = (
-        "import sys; from pathlib import Path; from tests.test_exported_model import load_v0;"
-        f"c = load_v0(Path({str(served[2])!r})); c.warm_up(1);"
-        "print(c.runtime, sorted(m for m in ('timm', 'torchvision', 'fastai', 'matplotlib') if m in sys.modules))"
+        "import sys; from pathlib import Path; from types import SimpleNamespace as V;"
+        "from bearbot.backbone import weights_sha256; from bearbot.serving import load_for_settings;"
+        "from bearbot.settings import load_settings;"
+        f"s = load_settings(data_dir=Path({str(served[2].parent)!r}));"
+        "v = V(id=1, artifact_path=None, sha256=weights_sha256(), arch='efficientnet_lite0', labels=['grizzly', 'black', 'teddy']);"
+        f"c = load_for_settings(v, s); a = c.predict(Path({str(PHOTOS[0])!r}).read_bytes());"
+        "print(c.runtime, a.label, sorted(m for m in ('torch', 'timm', 'torchvision', 'fastai', 'matplotlib') if m in sys.modules))"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "onnxruntime (cache) []"
+    eager = TorchClassifier(served[0].model, version_id=1).predict(PHOTOS[0].read_bytes())
+    assert out.stdout.strip().splitlines()[-1] == f"onnxruntime (cache) {eager.label} []"
 
 
 def test_onnx_answers_like_eager_torch_one_by_one_and_in_a_batch(served: Served) -> None:

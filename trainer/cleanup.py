@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bearbot.artifact import learner_companion, resolve
-from bearbot.exported import prune_cache
+from bearbot.serving_graph import compiled_dir, prune_cache
 from storage import model_versions
 from storage.models import TrainingRun
 from storage.runs import FINISHED
@@ -81,7 +81,7 @@ def clean_up(storage: Storage, *, now: float | None = None) -> list[Path]:
             if path.is_file() and path not in named and _old(path, now):
                 path.unlink()
                 removed.append(path)
-    removed += prune_cache(settings.models_dir / "compiled", graphs_kept, min_age_s=MIN_AGE_SECONDS, now=now)
+    removed += prune_cache(compiled_dir(settings.models_dir), graphs_kept, min_age_s=MIN_AGE_SECONDS, now=now)
     run_dirs = sorted(
         (d for d in settings.runs_dir.glob("run-*") if d.is_dir() and d.name[4:].isdigit()),
         key=lambda d: int(d.name[4:]),

@@ -306,6 +306,7 @@ def _publish(
     model = with_head(zero_shot, head)
     path, _ = export_model(model, train_items=view.train, valid_items=view.valid, cfg=cfg, out_dir=work_dir)
     final, sha = publish(path, settings.models_dir)
+    _publish_graph(model, sha, settings.models_dir)  # before activation: the bot's swap finds it
     with storage.session() as session:
         version = model_versions.create_version(
             session, artifact_path=final.name, sha256=sha, arch=settings.arch, labels=list(view.labels),
@@ -318,3 +319,19 @@ def _publish(
         )
         snapshot.learn_corrections(session, correction_ids=view.learnable, version_id=version.id)
         return version.id
+
+
+def _publish_graph(model: BearNet, sha256: str, models_dir: Path) -> None:
+    """Export the published model's serving graph into the bot's cache, checked against the model, so
+    the bot swaps to it without importing torch (:mod:`bearbot.serving`). On failure the bot makes
+    the graph itself, in a child process, as for any version without one."""
+    from bearbot.exported import load_or_export
+    from bearbot.serving_graph import compiled_dir
+
+    started = time.perf_counter()
+    try:
+        _forward, source = load_or_export(model.cpu().eval(), artifact_sha256=sha256, cache_dir=compiled_dir(models_dir))
+    except Exception:  # noqa: BLE001 - the run's result stands; serving only loses the shortcut
+        log.warning("could not export the serving graph of %s; the bot will export it", sha256[:12], exc_info=True)
+        return
+    log.info("serving graph of %s: %s in %.1f s", sha256[:12], source, time.perf_counter() - started)
