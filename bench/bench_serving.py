@@ -41,17 +41,20 @@ from typing import Any
 
 import httpx
 import torch
-from PIL import Image
 from bench_inference import timed, train_artifact, v0_learner
 from bench_startup import one_start
+from PIL import Image
 
 from bearbot.artifact import sha256_file
 from bearbot.imaging import DRAFT_MARGIN, decode, open_image
 from bearbot.inference import TorchClassifier, load_classifier
+from bearbot.serving import ServedClassifier
 from bearbot.settings import load_settings
 from bot.telegram.app import build_application, get_services, running
 from core.services import Services
-from tests.fake_bot_api import FakeBotApi  # importable: bench_startup puts the repository on sys.path
+from tests.fake_bot_api import (
+    FakeBotApi,  # importable: bench_startup puts the repository on sys.path
+)
 from trainer.data import folder_items
 
 LABELS = ("grizzly", "black", "teddy")
@@ -130,7 +133,7 @@ def user(i: int) -> dict[str, Any]:
     return {"id": 10_000 + i, "is_bot": False, "first_name": f"bench{i}"}
 
 
-def bot_rows(blobs: list[bytes], lean: TorchClassifier, work: Path, args_rounds: int = 2) -> list[Row]:
+def bot_rows(blobs: list[bytes], lean: ServedClassifier, work: Path, args_rounds: int = 2) -> list[Row]:
     """Reply latency one at a time, /help behind 20 photos, and a 50-photo burst with batching on/off,
     by a bot whose data dir is ``work`` (its models/compiled already holds v0's graph).
 
@@ -236,7 +239,7 @@ def protocol_row(api: FakeBotApi, photo: bytes, n: int = 40) -> Row:
             f"{get_file:.1f} | {download:.1f} | {send:.1f} ms = {get_file + download + send:.1f} ms", "-")
 
 
-def model_rows(name: str, lean: TorchClassifier, learn: Any, blobs: list[bytes]) -> list[Row]:
+def model_rows(name: str, lean: ServedClassifier, learn: Any, blobs: list[bytes]) -> list[Row]:
     """Lean path vs learn.predict, and old-vs-new labels."""
     eager = TorchClassifier(lean.model, version_id=None, bear_threshold=lean.bear_threshold)
 
@@ -244,7 +247,7 @@ def model_rows(name: str, lean: TorchClassifier, learn: Any, blobs: list[bytes])
         with learn.no_bar():
             return str(learn.predict(open_image(data))[0])
 
-    def answers(clf: TorchClassifier) -> list[str]:
+    def answers(clf: ServedClassifier) -> list[str]:
         return [f"{p.label}/{p.is_bear}" for p in map(clf.predict, blobs)]
 
     (lean_lat, lean_s, lean_ans), (fa_lat, fa_s, fa_ans) = timed(
@@ -254,7 +257,7 @@ def model_rows(name: str, lean: TorchClassifier, learn: Any, blobs: list[bytes])
     ratio = (len(blobs) / lean_s) / (len(blobs) / fa_s)
     same_fa = sum(a == b for a, b in zip(lean_ans, fa_ans, strict=True))
     rows = [
-        (f"lean ({lean.runtime.split()[0]}) vs learn.predict, {name}",
+        (f"lean ({lean.runtime}) vs learn.predict, {name}",
          f"p50 {p50(lean_lat):.1f} vs {p50(fa_lat):.1f} ms, {ratio:.2f}×", "≥ 3×"),
         (f"same label+is_bear as eager torch, {name}",
          f"{sum(a == b for a, b in zip(old, new, strict=True))}/{len(blobs)} (label = learn.predict's on {same_fa})",
@@ -263,7 +266,7 @@ def model_rows(name: str, lean: TorchClassifier, learn: Any, blobs: list[bytes])
     return rows
 
 
-def draft_rows(lean: TorchClassifier, blobs: list[bytes]) -> list[Row]:
+def draft_rows(lean: ServedClassifier, blobs: list[bytes]) -> list[Row]:
     """Each photo upscaled to 1280 px on its long side and encoded again (quality 87): decode time
     (sha256 and phash included, as the bot decodes) and the answers, full decode vs draft."""
     big = []
@@ -324,8 +327,11 @@ def main() -> None:
         work = Path(tmp)
         # The bot's data dir shares this models dir, so the bot starts from the cached graph.
         models = work / "var" / "models"
-        v0 = load_classifier(artifact_path=None, sha256=weights_sha256(), arch="efficientnet_lite0", labels=LABELS,
-                             version_id=None, models_dir=models)
+        # Each model is loaded twice: the first load exports and caches its graph, the second serves it
+        # as the bot does after a restart or a swap to a published model (bearbot/serving.py, no torch).
+        for _ in range(2):
+            v0 = load_classifier(artifact_path=None, sha256=weights_sha256(), arch="efficientnet_lite0",
+                                 labels=LABELS, version_id=None, models_dir=models)
         trained = None
         if args.train_artifact:
             args.artifact = train_artifact(args.data[0], work, LABELS)
@@ -333,8 +339,9 @@ def main() -> None:
             from bearbot.artifact import learner_companion, load_learner_verified
 
             sha = sha256_file(args.artifact)
-            trained = load_classifier(artifact_path=args.artifact, sha256=sha, arch="efficientnet_lite0",
-                                      labels=LABELS, version_id=None, models_dir=models)
+            for _ in range(2):
+                trained = load_classifier(artifact_path=args.artifact, sha256=sha, arch="efficientnet_lite0",
+                                          labels=LABELS, version_id=None, models_dir=models)
             pkl = learner_companion(args.artifact)
             trained_learn = load_learner_verified(pkl, sha256_file(pkl))
         for folder in args.data:
