@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -120,9 +120,7 @@ class TorchClassifier(ServedClassifier):
         artifact_sha256: str | None = None,
         cache_dir: Path | None = None,
     ) -> None:
-        self._model: BearNet | None = model.to(device).eval()
-        self._build: Callable[[], BearNet] | None = None
-        self._build_lock = threading.Lock()
+        self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.facts = ServingFacts.of(model)
         self.runtime = "torch"  # what runs the forward pass: "torch", or "onnxruntime (cache|export)"
@@ -136,15 +134,6 @@ class TorchClassifier(ServedClassifier):
         self.bear_threshold = bear_threshold
         self.max_pixels = max_pixels
         self.exported.set()
-
-    @property
-    def model(self) -> BearNet:
-        """The torch model (built on first use when served from the cache: the bot never needs it)."""
-        with self._build_lock:
-            if self._model is None:
-                assert self._build is not None
-                self._model = self._build()
-            return self._model
 
     @property
     def export_pending(self) -> bool:
