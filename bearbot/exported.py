@@ -26,14 +26,10 @@ import torch
 from torch import nn
 
 from bearbot.model_def import BearNet
-from bearbot.serving_graph import (  # noqa: F401 - re-exported: the cache's users import it from here too
-    CACHE_FORMAT,
+from bearbot.serving_graph import (
     OnnxForward,
     ServingFacts,
     cache_key,
-    is_cached,
-    load_cached,
-    prune_cache,
     read_cache,
     write_cache,
 )

@@ -31,15 +31,7 @@ from bearbot.artifact import (
     read_weights,
     resolve,
 )
-from bearbot.exported import (
-    PROBE_TOLERANCE,
-    Forward,
-    ServingFacts,
-    is_cached,
-    load_cached,
-    load_or_export,
-    matches_eager,
-)
+from bearbot.exported import PROBE_TOLERANCE, Forward, load_or_export, matches_eager
 from bearbot.imaging import DEFAULT_MAX_PIXELS
 from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, build_zero_shot
 from bearbot.prediction import predictions_from  # noqa: F401 - the trainer and benches import it from here
@@ -50,7 +42,7 @@ from bearbot.serving import (
     check_labels,
     load_cached_classifier,
 )
-from bearbot.serving_graph import compiled_dir
+from bearbot.serving_graph import ServingFacts, compiled_dir, is_cached, load_cached
 from bearbot.settings import DEFAULT_BEAR_THRESHOLD, Settings
 
 log = logging.getLogger(__name__)

@@ -121,7 +121,8 @@ def compare_runtimes(model: Any, batch: torch.Tensor, out_dir: Path, *, calibrat
     """Build, reload and time each CPU runtime on ``batch`` (see the module docstring)."""
     import warnings
 
-    from bearbot.exported import OnnxForward, _ForwardAll, export_onnx
+    from bearbot.exported import _ForwardAll, export_onnx
+    from bearbot.serving_graph import OnnxForward
 
     wrapped = _ForwardAll(model).eval()
     with torch.inference_mode():

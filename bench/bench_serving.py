@@ -52,9 +52,7 @@ from bearbot.serving import ServedClassifier
 from bearbot.settings import load_settings
 from bot.telegram.app import build_application, get_services, running
 from core.services import Services
-from tests.fake_bot_api import (
-    FakeBotApi,  # importable: bench_startup puts the repository on sys.path
-)
+from tests.fake_bot_api import FakeBotApi  # importable: bench_startup puts the repository on sys.path
 from trainer.data import folder_items
 
 LABELS = ("grizzly", "black", "teddy")

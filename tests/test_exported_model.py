@@ -21,18 +21,11 @@ import pytest
 import torch
 
 from bearbot.backbone import weights_sha256
-from bearbot.exported import (
-    ServingFacts,
-    cache_key,
-    load_or_export,
-    matches_eager,
-    prune_cache,
-    read_cache,
-    write_cache,
-)
+from bearbot.exported import load_or_export, matches_eager
 from bearbot.imaging import open_image
 from bearbot.inference import TorchClassifier, load_classifier
 from bearbot.prediction import Prediction
+from bearbot.serving_graph import ServingFacts, cache_key, prune_cache, read_cache, write_cache
 from bearbot.settings import load_settings
 from bot.model_holder import Loading, ModelHolder, ModelLoadError
 from sqlalchemy.orm import Session
