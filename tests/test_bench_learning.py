@@ -108,3 +108,19 @@ def test_correction_curve_of_one_confusion_counts_its_cell(stream: Path, tmp_pat
             black, cell = int(cells[columns.index("true black errors")]), int(cells[columns.index("black→grizzly (of them)")])
             assert 0 <= cell <= black
     assert (tmp_path / "cell.png").stat().st_size > 0
+
+
+def test_feature_ceiling_counts_every_confusion_per_folder(stream: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Cross-fitting over both folders answers every photo once: each confusion's cells add up, and the
+    "all errors" row is the sum of the confusion rows, column by column."""
+    from bench import feature_ceiling
+
+    argv = ["feature_ceiling", "--folders", str(FIXTURES / "bears"), str(stream), "--folds", "2", "--l2", "0.01"]
+    out = run_main(feature_ceiling, argv, capsys)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if "→" in line or "all errors" in line]
+    assert rows[0][1:] == ["zero-shot (all there are to correct)", "ceiling, l2 = 0.01"], out
+    sums = [re.fullmatch(r"(\d+) \+ (\d+) = (\d+)", cell) for row in rows[1:] for cell in row[1:]]
+    assert all(m is not None and int(m[1]) + int(m[2]) == int(m[3]) for m in sums), out
+    totals = [int(row[col].split("= ")[1]) for row in rows[1:-1] for col in (1, 2)]
+    assert rows[-1][0] == "all errors" and int(rows[-1][1].split("= ")[1]) == sum(totals[0::2]), out
+    assert int(rows[-1][2].split("= ")[1]) == sum(totals[1::2]), out
