@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     src = lc.Sources.load(*args.folders)
     photos = src.base + src.stream
-    folder_of = {p.sha256: args.folders[0].name for p in src.base} | {p.sha256: args.folders[1].name for p in src.stream}
+    folder_of = {p.sha256: 0 for p in src.base} | {p.sha256: 1 for p in src.stream}  # by position: names may repeat
     with torch.no_grad():
         zero_shot = {p.sha256: src.labels[a] for p, a in zip(photos, src.zero_shot.head(src.x(photos)).argmax(1).tolist(),
                                                               strict=True)}
@@ -71,22 +71,21 @@ def main() -> None:
     for l2 in args.l2:
         columns.append((f"ceiling, l2 = {l2:g}", cross_fit(src, folds, l2=l2, max_iter=TrainConfig.max_iter)))
 
-    def cells(answers: Answers) -> collections.Counter[tuple[str, str, str]]:
+    def cells(answers: Answers) -> collections.Counter[tuple[str, str, int]]:
         return collections.Counter((p.label, answers[p.sha256], folder_of[p.sha256]) for p in photos
                                    if answers[p.sha256] != p.label)
 
     counted = [cells(answers) for _, answers in columns]
     names = [f.name for f in args.folders]
-    confusions = sorted({(t, s) for c in counted for t, s, _ in c}, key=lambda ts: -counted[0][(*ts, names[0])]
-                        - counted[0][(*ts, names[1])])
+    confusions = sorted({(t, s) for c in counted for t, s, _ in c}, key=lambda ts: -counted[0][(*ts, 0)] - counted[0][(*ts, 1)])
     print(f"# {len(photos)} photos ({' + '.join(f'{len(part)} {n}' for part, n in ((src.base, names[0]), (src.stream, names[1])))}), "
           f"{args.folds} folds of whole near-duplicate groups; each cell: {names[0]} + {names[1]} = both")
     print("| true → answered | " + " | ".join(name for name, _ in columns) + " |")
     print("|---|" + "---|" * len(columns))
 
-    def cell(c: collections.Counter[tuple[str, str, str]], true: str | None, said: str | None) -> str:
-        a, b = (sum(n for (t, s, f), n in c.items() if (true is None or (t, s) == (true, said)) and f == name)
-                for name in names)
+    def cell(c: collections.Counter[tuple[str, str, int]], true: str | None, said: str | None) -> str:
+        a, b = (sum(n for (t, s, f), n in c.items() if (true is None or (t, s) == (true, said)) and f == folder)
+                for folder in (0, 1))
         return f"{a} + {b} = {a + b}"
 
     for true, said in confusions:
