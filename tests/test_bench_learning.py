@@ -124,3 +124,19 @@ def test_feature_ceiling_counts_every_confusion_per_folder(stream: Path, capsys:
     totals = [int(row[col].split("= ")[1]) for row in rows[1:-1] for col in (1, 2)]
     assert rows[-1][0] == "all errors" and int(rows[-1][1].split("= ")[1]) == sum(totals[0::2]), out
     assert int(rows[-1][2].split("= ")[1]) == sum(totals[1::2]), out
+
+
+def test_ceiling_folds_hold_every_photo_once_and_near_duplicates_together() -> None:
+    from bench import learning_curve as lc
+    from bench.feature_ceiling import folds_of
+
+    hashes = [0b0, 0b11, 0xFFFF0000, 0xFFFF0001, 0x0F0F0F0F, 0xF0F0F0F0F0, 0x123456789]
+    photos = [lc.Photo(Path(f"{i}.jpg"), "black", h, str(i)) for i, h in enumerate(hashes)]
+    for seed in range(5):
+        folds = folds_of(photos, 3, __import__("random").Random(seed))
+        names = [p.sha256 for fold in folds for p in fold]
+        assert sorted(names) == sorted(p.sha256 for p in photos)  # each photo in exactly one fold
+        assert max(map(len, folds)) - min(map(len, folds)) <= 2  # dealt evenly (a pair moves whole)
+        for fold in folds:
+            held = {p.sha256 for p in fold}
+            assert ({"0", "1"} <= held or not {"0", "1"} & held) and ({"2", "3"} <= held or not {"2", "3"} & held)
