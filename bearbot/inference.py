@@ -34,7 +34,6 @@ from bearbot.artifact import (
 from bearbot.exported import PROBE_TOLERANCE, Forward, load_or_export, matches_eager
 from bearbot.imaging import DEFAULT_MAX_PIXELS
 from bearbot.model_def import DEFAULT_SERVE_SIZE, BearNet, build_zero_shot
-from bearbot.prediction import predictions_from  # noqa: F401 - the trainer and benches import it from here
 from bearbot.preprocess import to_batch
 from bearbot.serving import (
     GraphClassifier,

@@ -27,7 +27,8 @@ import torch
 
 from bearbot.artifact import sha256_file
 from bearbot.imaging import open_image
-from bearbot.inference import TorchClassifier, build_v0, model_from_learner_file, predictions_from
+from bearbot.inference import TorchClassifier, build_v0, model_from_learner_file
+from bearbot.prediction import predictions_from
 from bearbot.settings import DEFAULT_BEAR_THRESHOLD, DEFAULT_MAX_PIXELS
 from trainer.data import folder_items, make_dataloaders
 

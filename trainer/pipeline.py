@@ -24,10 +24,10 @@ from torch import nn
 
 from bearbot.backbone import load_backbone
 from bearbot.imaging import hash_distance
-from bearbot.inference import TorchClassifier, predictions_from
+from bearbot.inference import TorchClassifier
 from bearbot.labels import NOT_BEAR
 from bearbot.model_def import BearNet, build_zero_shot
-from bearbot.prediction import Prediction
+from bearbot.prediction import Prediction, predictions_from
 from bearbot.settings import Settings
 from storage import model_versions, snapshot
 from storage.dataset import SAME_SIDE_DISTANCE
